@@ -1,0 +1,1 @@
+"""datosearch: search DaTo acceleration schedules for diffusers U-Nets."""

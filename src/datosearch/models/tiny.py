@@ -1,0 +1,109 @@
+"""Stable-Diffusion-shaped pipelines built offline from configs (random weights, no downloads).
+
+`tiny_sd_pipeline()` is a few-MB StableDiffusionPipeline for tests; `sd15_unet()`, `sd2_unet()` and
+`sdxl_unet()` give U-Nets of the real models' shapes (random weights run at the real models' speed).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def byte_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
+    """A CLIPTokenizer whose vocabulary is the 256 byte-level characters (with and without `</w>`).
+
+    It needs no merges file, works offline and round-trips through `save_pretrained`.
+    """
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab.update({ch + "</w>": len(alphabet) + i for i, ch in enumerate(alphabet)})
+    vocab[_BOS] = len(vocab)
+    vocab[_EOS] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+def tiny_text_encoder(hidden_size: int = 32, vocab_size: int = 514, max_positions: int = 77, seed: int = 0) -> CLIPTextModel:
+    """A 2-layer CLIP text model matching `byte_level_clip_tokenizer()` (vocab 514)."""
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=max_positions,
+        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def tiny_unet(sample_size: int = 16, cross_attention_dim: int = 32, seed: int = 0, **overrides) -> UNet2DConditionModel:
+    """A small SD1.5-layout U-Net: 3 levels, cross-attention at the two outer ones, 2 layers per block."""
+    torch.manual_seed(seed)
+    config = dict(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(32, 64, 64), norm_num_groups=32, cross_attention_dim=cross_attention_dim,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        attention_head_dim=8,
+    )
+    config.update(overrides)
+    return UNet2DConditionModel(**config).eval()
+
+
+def tiny_vae(seed: int = 0) -> AutoencoderKL:
+    """A 2-level VAE (downscale 2) so latents stay small."""
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=32, layers_per_block=1, sample_size=32,
+    ).eval()
+
+
+def tiny_sd_pipeline(scheduler: str = "pndm", sample_size: int = 16, seed: int = 0, **unet_overrides) -> StableDiffusionPipeline:
+    """A complete StableDiffusionPipeline with random weights, built from configs in well under a second."""
+    unet = tiny_unet(sample_size=sample_size, seed=seed, **unet_overrides)
+    sched_config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=False,
+                        steps_offset=1)
+    sched = (PNDMScheduler(skip_prk_steps=True, **sched_config) if scheduler == "pndm"
+             else DDIMScheduler(clip_sample=False, **sched_config))
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=tiny_vae(seed), text_encoder=tiny_text_encoder(unet.config.cross_attention_dim, seed=seed),
+        tokenizer=byte_level_clip_tokenizer(), scheduler=sched, safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sd15_unet(**overrides) -> UNet2DConditionModel:
+    """SD1.5's U-Net shape (860M parameters, random weights)."""
+    return UNet2DConditionModel(**{"sample_size": 64, "cross_attention_dim": 768, **overrides}).eval()
+
+
+def sd2_unet(**overrides) -> UNet2DConditionModel:
+    """SD2's U-Net shape: linear projections and per-level head dims."""
+    config = dict(sample_size=96, cross_attention_dim=1024, use_linear_projection=True,
+                  attention_head_dim=(5, 10, 20, 20))
+    return UNet2DConditionModel(**{**config, **overrides}).eval()
+
+
+def sdxl_unet(**overrides) -> UNet2DConditionModel:
+    """SDXL's U-Net shape: no attention at the top level, 2 and 10 transformer layers deeper down."""
+    config = dict(
+        sample_size=128, cross_attention_dim=2048, block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+    )
+    return UNet2DConditionModel(**{**config, **overrides}).eval()
