@@ -1,0 +1,165 @@
+"""The schedule: per-U-Net-call cache plan + per-block token-pruning ratios + metadata (DESIGN §2).
+
+In Python a cache action is `"full"`, `"reuse"`, or an `int` branch id (JSON: `{"branch": b}`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Union
+
+import torch
+
+from .layout import highest_resolution_blocks, n_branches, transformer_blocks
+
+Action = Union[str, int]
+FULL, REUSE = "full", "reuse"
+MAX_RATIO = 0.75
+SCHEMA_ID = "datosearch/schedule@1"
+
+# DaTo's published COCO-30k plan for calls 1..50 (LDM numbering): 0 reuse, 1 shallow branch 0, >=2 full.
+DATO_COCO_CODES = [1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 12, 1, 0, 0, 0, 1, 1, 0, 1, 0, 12, 0, 0, 0, 0, 0, 0,
+                   1, 0, 1, 0, 1, 12, 0, 0, 0, 0, 0, 0, 1, 0, 1, 12, 0, 1, 0, 1]
+# SD1.5's highest-resolution transformer blocks, used when no U-Net is given.
+SD15_TOP_BLOCKS = [f"down_blocks.0.attentions.{i}.transformer_blocks.0" for i in range(2)] + [
+    f"up_blocks.3.attentions.{i}.transformer_blocks.0" for i in range(3)]
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be used; the message names the offending field."""
+
+
+@dataclass
+class PruneConfig:
+    """Token pruning: which blocks, how much, and how base tokens are chosen."""
+
+    ratios: dict[str, float] = field(default_factory=dict)
+    call_scale: list[float] | None = None
+    noise_alpha: float = 0.1
+    sx: int = 2
+    sy: int = 2
+    base_selection: str = "dynamics"
+    fallback: str = "similarity"
+    targets: tuple[str, ...] = ("attn1",)
+    seed: int = 0
+
+    def ratio(self, block: str, call: int) -> float:
+        """Effective ratio of `block` at U-Net call `call`."""
+        r = self.ratios.get(block, 0.0)
+        if self.call_scale is not None and r > 0:
+            r = min(MAX_RATIO, r * self.call_scale[call])
+        return r
+
+    @property
+    def active(self) -> bool:
+        return any(r > 0 for r in self.ratios.values())
+
+
+@dataclass
+class Schedule:
+    """What the accelerator does at every U-Net call of one generation."""
+
+    cache: list[Action]
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.prune.targets = tuple(self.prune.targets)
+        self.validate()
+
+    # ----------------------------------------------------------------- anchors
+    @classmethod
+    def full(cls, n_calls: int, **meta: Any) -> "Schedule":
+        """Full compute at every call (the reference)."""
+        return cls([FULL] * n_calls, meta=dict(meta, name="full"))
+
+    @classmethod
+    def deepcache(cls, n_calls: int, interval: int, branch: int = 0, **meta: Any) -> "Schedule":
+        """DeepCache uniform: full every `interval` calls, shallow `branch` in between."""
+        if interval < 1:
+            raise ScheduleError(f"DeepCache interval must be >= 1, got {interval}")
+        plan: list[Action] = [FULL if t % interval == 0 else branch for t in range(n_calls)]
+        return cls(plan, meta=dict(meta, name=f"deepcache-N{interval}-b{branch}"))
+
+    @classmethod
+    def constant_ratio(cls, n_calls: int, blocks: list[str], ratio: float, **meta: Any) -> "Schedule":
+        """tomesd-like: full compute, the same pruning ratio on `blocks` at every call."""
+        prune = PruneConfig(ratios={b: ratio for b in blocks})
+        return cls([FULL] * n_calls, prune, meta=dict(meta, name=f"ratio-{ratio:g}"))
+
+    @classmethod
+    def dato_coco(cls, unet: torch.nn.Module | None = None, ratio: float = 0.4, **meta: Any) -> "Schedule":
+        """DaTo's published COCO-30k plan (51 calls: PLMS/PNDM, 50 steps) with `ratio` on the top blocks."""
+        plan: list[Action] = [FULL] + [REUSE if c == 0 else 0 if c == 1 else FULL for c in DATO_COCO_CODES]
+        blocks = SD15_TOP_BLOCKS if unet is None else highest_resolution_blocks(unet)
+        prune = PruneConfig(ratios={b: ratio for b in blocks} if ratio > 0 else {})
+        return cls(plan, prune, meta=dict(meta, name=f"dato-coco-r{ratio:g}"))
+
+    # -------------------------------------------------------------- properties
+    @property
+    def n_calls(self) -> int:
+        return len(self.cache)
+
+    def counts(self) -> dict[str, int]:
+        """How many calls are full, shallow and reused."""
+        full = sum(a == FULL for a in self.cache)
+        reuse = sum(a == REUSE for a in self.cache)
+        return {"full": full, "shallow": self.n_calls - full - reuse, "reuse": reuse}
+
+    def key(self) -> str:
+        """Hash of what the accelerator does (cache plan + pruning), ignoring metadata."""
+        body = self.to_dict()
+        body.pop("meta")
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_meta(self, **meta: Any) -> "Schedule":
+        return replace(self, meta={**self.meta, **meta})
+
+    # -------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Check what the JSON Schema cannot: call 0, lengths, ratio bounds for the patch size."""
+        if not self.cache:
+            raise ScheduleError("field 'cache': must have at least one call")
+        for t, a in enumerate(self.cache):
+            if not (a in (FULL, REUSE) or (isinstance(a, int) and not isinstance(a, bool) and a >= 0)):
+                raise ScheduleError(f"field 'cache[{t}]': {a!r} is not 'full', 'reuse' or a branch id >= 0")
+        if self.cache[0] != FULL:
+            raise ScheduleError(f"field 'cache[0]': call 0 must be 'full', got {self.cache[0]!r}")
+        p = self.prune
+        if p.call_scale is not None and len(p.call_scale) != self.n_calls:
+            raise ScheduleError(f"field 'prune.call_scale': has {len(p.call_scale)} entries "
+                                f"but 'cache' has {self.n_calls} calls")
+        if p.sx < 1 or p.sy < 1:
+            raise ScheduleError(f"field 'prune.sx'/'prune.sy': must be >= 1, got {p.sx}x{p.sy}")
+        limit = min(MAX_RATIO, 1 - 1 / (p.sx * p.sy))
+        for block, r in p.ratios.items():
+            if not 0 <= r <= limit:
+                raise ScheduleError(f"field 'prune.ratios.{block}': {r} is outside [0, {limit:g}]")
+
+    def validate_for(self, unet: torch.nn.Module) -> None:
+        """Check the block names and branch ids against a concrete U-Net."""
+        known = {b.path for b in transformer_blocks(unet)}
+        for block in self.prune.ratios:
+            if block not in known:
+                raise ScheduleError(f"field 'prune.ratios': unknown transformer block {block!r} for this "
+                                    f"U-Net (it has {len(known)}, e.g. {sorted(known)[:1]})")
+        limit = n_branches(unet)
+        for t, a in enumerate(self.cache):
+            if isinstance(a, int) and a >= limit:
+                raise ScheduleError(f"field 'cache[{t}]': branch {a} does not exist in this U-Net "
+                                    f"(valid branches: 0..{limit - 1})")
+
+    # ---------------------------------------------------------------- dict I/O
+    def to_dict(self) -> dict[str, Any]:
+        prune = asdict(self.prune)
+        prune["targets"] = list(prune["targets"])
+        cache = [a if isinstance(a, str) else {"branch": a} for a in self.cache]
+        return {"schema": SCHEMA_ID, "cache": cache, "prune": prune, "meta": dict(self.meta)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Schedule":
+        """Build from an already schema-validated dict (see `space.io.load`)."""
+        cache = [a["branch"] if isinstance(a, dict) else a for a in data["cache"]]
+        return cls(cache, PruneConfig(**data.get("prune", {})), dict(data.get("meta", {})))
