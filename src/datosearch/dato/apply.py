@@ -1,0 +1,132 @@
+"""`apply(pipe_or_unet, schedule)` / `remove(...)`: register and remove DaTo's diffusers hooks."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from diffusers.hooks import HookRegistry
+
+from ..space import io
+from ..space.schedule import Schedule, ScheduleError
+from .caching import ModuleCacheHook, UNetPlanHook, skipped_modules
+from .pruning import TokenPruneHook
+from .state import DaToContext
+
+PLAN_HOOK, CACHE_HOOK, PRUNE_HOOK = "datosearch_plan", "datosearch_cache", "datosearch_prune"
+_HANDLE_ATTR = "_datosearch_handle"
+
+
+def _split(target: Any) -> tuple[Any, torch.nn.Module]:
+    unet = getattr(target, "unet", target)
+    if not isinstance(unet, torch.nn.Module) or not hasattr(unet, "down_blocks"):
+        raise TypeError(f"expected a diffusers pipeline with a U-Net or a UNet2DConditionModel, got {type(target).__name__}")
+    return (target if unet is not target else None), unet
+
+
+def _as_schedule(schedule: Schedule | dict | str | os.PathLike) -> Schedule:
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, dict):
+        return io.from_json_obj(schedule)
+    return io.load(schedule)
+
+
+class DaToHandle:
+    """An applied schedule; `remove()` restores the U-Net (and scheduler) exactly."""
+
+    def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule) -> None:
+        self.pipe, self.unet, self.schedule = pipe, unet, schedule
+        self.context = DaToContext(schedule, cfg=self._cfg)
+        self._registries: list[HookRegistry] = []
+        self._scheduler: Any = None
+        self._register()
+
+    def _cfg(self) -> bool:
+        return bool(getattr(self.pipe, "do_classifier_free_guidance", False)) if self.pipe is not None else False
+
+    def _hook(self, module: torch.nn.Module, hook: Any, name: str) -> None:
+        registry = HookRegistry.check_if_exists_or_initialize(module)
+        registry.register_hook(hook, name)
+        self._registries.append(registry)
+
+    def _register(self) -> None:
+        sched, unet, ctx = self.schedule, self.unet, self.context
+        needs_dynamics = sched.prune.active and sched.prune.base_selection == "dynamics"
+        self._hook(unet, UNetPlanHook(ctx, needs_dynamics), PLAN_HOOK)
+        cut_by: dict[str, set[int]] = {}
+        for branch in sorted({a for a in sched.cache if isinstance(a, int)}):
+            for path in skipped_modules(unet, branch):
+                cut_by.setdefault(path, set()).add(branch)
+        for path, branches in cut_by.items():
+            self._hook(unet.get_submodule(path), ModuleCacheHook(ctx, path, frozenset(branches)), CACHE_HOOK)
+        for block, ratio in sched.prune.ratios.items():
+            if ratio > 0:
+                for target in sched.prune.targets:
+                    self._hook(unet.get_submodule(f"{block}.{target}"), TokenPruneHook(ctx, block), PRUNE_HOOK)
+        if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
+            self._wrap_scheduler(self.pipe.scheduler)
+
+    def _wrap_scheduler(self, scheduler: Any) -> None:
+        """A new generation starts at `set_timesteps`: reset the state and check the call count."""
+        original = scheduler.set_timesteps
+        context, n_calls = self.context, self.schedule.n_calls
+
+        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if len(scheduler.timesteps) != n_calls:
+                raise ScheduleError(
+                    f"the schedule plans {n_calls} U-Net calls but {type(scheduler).__name__} will make "
+                    f"{len(scheduler.timesteps)}; use a schedule made for this scheduler and step count")
+            context.reset()
+            return result
+
+        scheduler.set_timesteps = set_timesteps
+        self._scheduler = scheduler
+
+    def reset(self) -> None:
+        """Forget the current generation (needed only for a bare U-Net stopped mid-generation)."""
+        self.context.reset()
+
+    def remove(self) -> None:
+        """Remove every hook; the modules are left exactly as before `apply`."""
+        for registry in self._registries:
+            for name in (PLAN_HOOK, CACHE_HOOK, PRUNE_HOOK):
+                registry.remove_hook(name, recurse=False)
+            module = registry._module_ref
+            if not registry.hooks:
+                del module._diffusers_hook
+                if getattr(module.__dict__.get("forward"), "__func__", None) is type(module).forward:
+                    del module.forward  # drop the instance attribute diffusers leaves behind
+        self._registries.clear()
+        if self._scheduler is not None:
+            del self._scheduler.set_timesteps
+            self._scheduler = None
+        self.context.reset()
+        if getattr(self.unet, _HANDLE_ATTR, None) is self:
+            delattr(self.unet, _HANDLE_ATTR)
+
+
+def apply(target: Any, schedule: Schedule | dict | str | os.PathLike) -> DaToHandle:
+    """Accelerate a pipeline (or a bare U-Net) with `schedule` (a Schedule, dict or JSON file path).
+
+    A schedule already applied to the same U-Net is removed first.
+    """
+    pipe, unet = _split(target)
+    schedule = _as_schedule(schedule)
+    schedule.validate_for(unet)
+    remove(unet)
+    handle = DaToHandle(pipe, unet, schedule)
+    setattr(unet, _HANDLE_ATTR, handle)
+    return handle
+
+
+def remove(target: Any) -> bool:
+    """Remove the schedule applied to a pipeline or U-Net; returns whether one was applied."""
+    _, unet = _split(target)
+    handle = getattr(unet, _HANDLE_ATTR, None)
+    if handle is None:
+        return False
+    handle.remove()
+    return True

@@ -1,0 +1,99 @@
+"""Feature caching: the per-call plan on the U-Net, DeepCache shallow branches on its blocks.
+
+A shallow call with branch `b` (DeepCache's `cache_branch_id`) runs only the modules outside the
+cut at down block `b // stride`, layer `b % stride`; the modules inside the cut return the output
+they produced at their last run. A reuse call runs nothing and returns the last noise prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.hooks import ModelHook
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+from ..space.layout import branch_stride
+from ..space.schedule import REUSE
+from .state import DaToContext
+
+
+def skipped_modules(unet: torch.nn.Module, branch: int) -> list[str]:
+    """Paths of the outermost modules that a shallow call with `branch` takes from the cache."""
+    block, layer = divmod(branch, branch_stride(unet))
+    out: list[str] = []
+    for i, down in enumerate(unet.down_blocks):
+        if i > block or (i == block and layer == 0):
+            out.append(f"down_blocks.{i}")
+        elif i == block:
+            for j in range(layer, len(down.resnets)):
+                out.append(f"down_blocks.{i}.resnets.{j}")
+                if hasattr(down, "attentions"):
+                    out.append(f"down_blocks.{i}.attentions.{j}")
+            if down.downsamplers is not None:
+                out.append(f"down_blocks.{i}.downsamplers.0")
+    out.append("mid_block")
+    n_up = len(unet.up_blocks)
+    for j, up in enumerate(unet.up_blocks):
+        depth = n_up - 1 - j  # DeepCache numbers up blocks from the output side
+        if depth > block:
+            out.append(f"up_blocks.{j}")
+        elif depth == block:
+            n_layers = len(up.resnets)
+            for k in range(n_layers):
+                if n_layers - 1 - k > layer:
+                    out.append(f"up_blocks.{j}.resnets.{k}")
+                    if hasattr(up, "attentions"):
+                        out.append(f"up_blocks.{j}.attentions.{k}")
+    return out
+
+
+class ModuleCacheHook(ModelHook):
+    """Returns the cached output on shallow calls whose branch cuts this module; refreshes it otherwise."""
+
+    def __init__(self, ctx: DaToContext, path: str, branches: frozenset[int]) -> None:
+        super().__init__()
+        self.ctx, self.path, self.branches = ctx, path, branches
+
+    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        st = self.ctx.state()
+        if isinstance(st.action, int) and st.action in self.branches:
+            return st.features[self.path]
+        out = self.fn_ref.original_forward(*args, **kwargs)
+        st.features[self.path] = out
+        return out
+
+
+class UNetPlanHook(ModelHook):
+    """Counts U-Net calls, sets the call's action, short-circuits reuse calls, records predictions."""
+
+    _is_stateful = True
+
+    def __init__(self, ctx: DaToContext, track_dynamics: bool) -> None:
+        super().__init__()
+        self.ctx, self.track_dynamics = ctx, track_dynamics
+
+    def new_forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: Any, *args: Any, **kwargs: Any) -> Any:
+        ctx = self.ctx
+        if ctx.state().call >= ctx.n_calls:  # a new generation without a scheduler reset (bare U-Net)
+            ctx.reset()
+        st = ctx.state()
+        st.action = ctx.schedule.cache[st.call]
+        st.cfg = ctx.cfg()
+        st.latent_hw = tuple(sample.shape[-2:])
+        st.dynamics.clear()
+        if st.action == REUSE:
+            pred = st.last_output
+            result: Any = UNet2DConditionOutput(sample=pred) if kwargs.get("return_dict", True) else (pred,)
+        else:
+            result = self.fn_ref.original_forward(sample, timestep, *args, **kwargs)
+            pred = result[0] if isinstance(result, tuple) else result.sample
+            st.last_output = pred
+            if self.track_dynamics:
+                st.eps = [*st.eps[-1:], pred]
+        st.call += 1
+        return result
+
+    def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.ctx.reset()
+        return module
