@@ -1,0 +1,241 @@
+"""`datosearch run | resume | export | report | apply | show` (argparse).
+
+Each subcommand is an entry of `COMMANDS` (name → (add_arguments, handler)); a later `worker`
+subcommand registers itself the same way. Bad input prints one sentence on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .space.schedule import ScheduleError
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
+
+
+class UsageError(ValueError):
+    """Bad input from the user: reported in one sentence, exit status 2."""
+
+
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = (add_arguments, handler, help)
+        return handler
+    return register
+
+
+# ------------------------------------------------------------------------------------------ options
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///studies/STUDY.db; also postgresql://, "
+                                     "mysql://, journal:PATH)")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in _csv(text)]
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("study configuration (stored in the study; a resume must match it)")
+    g.add_argument("--model", help="'embedded' (default), 'tiny', a local diffusers directory or a cached hub id")
+    g.add_argument("--prompt", dest="prompts", action="append", help="calibration prompt (repeatable; cycled)")
+    g.add_argument("--images", type=int, help="number of calibration images (default 16), seeds 0..N-1")
+    g.add_argument("--steps", type=int, help="inference steps (default 10)")
+    g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
+    g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
+    g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence (default fid,latency)")
+    g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
+    g.add_argument("--device", help="torch device (default cuda if available, else cpu)")
+    g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    g.add_argument("--batch-size", type=int, help="images per pipeline call (default 8)")
+    g.add_argument("--latency-images", type=int, help="images per timed generation (default 1)")
+    g.add_argument("--latency-warmup", type=int)
+    g.add_argument("--latency-repeats", type=int, help="timed repeats, the median is used (default 3)")
+    g.add_argument("--sampler", choices=["nsga2", "nsga3", "tpe", "gp", "random"], help="default nsga2")
+    g.add_argument("--population", type=int, help="NSGA population size (default 8)")
+    g.add_argument("--seed", dest="sampler_seed", type=int, help="sampler seed (default 0)")
+    g.add_argument("--encoding", dest="encoding_kind", choices=["calls", "intervals"], help="cache-plan genes (default calls)")
+    g.add_argument("--branches", type=_ints, help="shallow-step branch choices, e.g. 0,1,2")
+    g.add_argument("--call-scale", action="store_const", const=True, help="search a per-call pruning multiplier too")
+    g.add_argument("--max-nonfull-run", type=int, help="constraint: most consecutive non-full calls (default 5)")
+    g.add_argument("--min-full", type=int, help="constraint: fewest full calls (default 1)")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--trials", type=int, help="total finished trials the study should hold (run default 24)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-outputs", action="store_true", help="skip the final table, export and report")
+    _config_args(p)
+
+
+def _url(args: argparse.Namespace) -> str:
+    from .studies.storage import default_url
+
+    return args.storage or default_url(args.study)
+
+
+def _opts(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("study", "storage", "trials", "command", "func")}
+
+
+# ------------------------------------------------------------------------------------------ run / resume
+def _execute(args: argparse.Namespace, resume: bool) -> int:
+    from .search.anchors import anchor_schedules
+    from .studies import build, study as studies
+    from .studies.storage import study_dir
+    from .studies.resolve import resolve
+
+    url = _url(args)
+    base = None
+    if resume:
+        base = studies.stored_config(studies.open_study(url, args.study))
+    config, pipe = resolve(_opts(args), base)
+    if args.trials is not None and args.trials < 0:
+        raise UsageError("--trials must be >= 0")
+    target = args.trials if args.trials is not None else (None if resume or studies.exists(url, args.study) else 24)
+    study, created = studies.create_or_check(url, args.study, config,
+                                             anchor_schedules(pipe.unet, config.encoding["n_calls"]))
+    print(f"{'created' if created else 'continuing'} study {args.study!r} in {url} (model {config.model}, "
+          f"{config.encoding['n_calls']} U-Net calls, {len(config.prompts)} calibration images, sampler {config.sampler})",
+          file=sys.stderr)
+    evaluator = build.build_evaluator(pipe, config, study_dir(url, args.study), args.device or _device(config))
+    bar = _progress(study, target, disabled=args.no_progress)
+    try:
+        studies.run(study, evaluator, config, target, bar.update_trial if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    if not args.no_outputs:
+        _outputs(study, args.study)
+    return 0
+
+
+def _device(config: Any) -> str:
+    return "cpu" if config.device == "cpu" else "cuda"
+
+
+def _progress(study: Any, target: int | None, disabled: bool) -> Any:
+    if disabled:
+        return None
+    from .studies.progress import ProgressBar
+    from .studies.study import budget
+
+    return ProgressBar(study, target if target is not None else budget(study))
+
+
+def _outputs(study: Any, name: str) -> None:
+    from .studies import export_front, format_table, pareto_front, write_report
+
+    print(format_table(study, pareto_front(study)))
+    index = export_front(study, Path("exports") / name)
+    report = write_report(study, Path("reports") / f"{name}.html")
+    print(f"exported {index}\nreport   {report}")
+
+
+@command("run", "create or continue a study and search schedules", _run_args)
+def cmd_run(args: argparse.Namespace) -> int:
+    return _execute(args, resume=False)
+
+
+@command("resume", "continue a stored study with its stored configuration", _run_args)
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _execute(args, resume=True)
+
+
+# ------------------------------------------------------------------------------------------ outputs
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--out", help="output directory (default exports/STUDY)")
+
+
+@command("export", "write the Pareto-optimal schedules as schedule@1 JSON + index.json", _export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .studies import export_front, open_study
+
+    print(export_front(open_study(_url(args), args.study), args.out or Path("exports") / args.study))
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--out", help="HTML file (default reports/STUDY.html)")
+
+
+@command("report", "write a self-contained HTML report (offline plotly)", _report_args)
+def cmd_report(args: argparse.Namespace) -> int:
+    from .studies import open_study, write_report
+
+    print(write_report(open_study(_url(args), args.study), args.out or Path("reports") / f"{args.study}.html"))
+    return 0
+
+
+@command("show", "print the Pareto front as a table", _study_args)
+def cmd_show(args: argparse.Namespace) -> int:
+    from .studies import format_table, open_study, pareto_front
+
+    study = open_study(_url(args), args.study)
+    print(format_table(study, pareto_front(study)))
+    return 0
+
+
+def _apply_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--schedule", required=True, help="schedule JSON, an export's index.json, or a list file")
+    p.add_argument("--index", type=int, help="which schedule of an index or list file (default 0)")
+    p.add_argument("--prompt", dest="prompts", action="append", required=True, help="prompt (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image; the next ones count up")
+    p.add_argument("--model", help="default: the schedule's meta.model, else embedded")
+    p.add_argument("--steps", type=int, help="default: the schedule's meta.steps")
+    p.add_argument("--guidance", type=float, help="default: the schedule's meta.guidance, else 7.5")
+    p.add_argument("--device", help="torch device (default cuda if available, else cpu)")
+    p.add_argument("--out", default="images", help="output directory for PNG files (default ./images)")
+
+
+@command("apply", "generate images with a schedule", _apply_args)
+def cmd_apply(args: argparse.Namespace) -> int:
+    from .studies.apply import generate_with_schedule
+
+    for path in generate_with_schedule(args.schedule, args.index, args.prompts, args.seed, args.out, model=args.model,
+                                       steps=args.steps, guidance=args.guidance, device=args.device):
+        print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="datosearch", description="Search DaTo acceleration schedules for diffusers U-Nets.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_arguments, handler, help) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help, description=help)
+        add_arguments(sp)
+        sp.set_defaults(func=handler)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="datosearch: %(message)s")
+    from .studies.config import StudyConfigError
+
+    try:
+        return args.func(args)
+    except (UsageError, StudyConfigError, ScheduleError, ValueError, FileNotFoundError) as exc:
+        print(f"datosearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("datosearch: interrupted; `datosearch resume --study NAME` continues the study", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

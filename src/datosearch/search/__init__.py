@@ -1,0 +1,11 @@
+"""Candidate evaluation, samplers, anchor schedules, the ask/tell loop with dedup, and hypervolume."""
+
+from .anchors import anchor_schedules
+from .evaluator import Calibration, CandidateError, Evaluation, Evaluator, generate
+from .pareto import hypervolume, reference_point, study_hypervolume
+from .runner import TrialRecord, enqueue_anchors, recover_interrupted, run_trial, run_until
+from .samplers import SAMPLERS, make_sampler
+
+__all__ = ["SAMPLERS", "Calibration", "CandidateError", "Evaluation", "Evaluator", "TrialRecord", "anchor_schedules",
+           "enqueue_anchors", "generate", "hypervolume", "make_sampler", "recover_interrupted", "reference_point",
+           "run_trial", "run_until", "study_hypervolume"]

@@ -1,0 +1,33 @@
+"""Anchor schedules enqueued before the search so that every front is compared against them."""
+
+from __future__ import annotations
+
+import torch
+
+from ..space.layout import highest_resolution_blocks
+from ..space.schedule import DATO_COCO_CODES, FULL, REUSE, Action, PruneConfig, Schedule
+
+DEEPCACHE_INTERVALS = (2, 3, 5)
+CONSTANT_RATIOS = (0.3, 0.5)
+DATO_RATIO = 0.4
+
+
+def dato_coco_for(unet: torch.nn.Module, n_calls: int, ratio: float = DATO_RATIO) -> Schedule:
+    """DaTo's COCO plan; for a call count other than 51 it is resampled proportionally (call 0 stays full)."""
+    if n_calls == len(DATO_COCO_CODES) + 1:
+        return Schedule.dato_coco(unet, ratio)
+    codes = [DATO_COCO_CODES[min(len(DATO_COCO_CODES) - 1, round((t - 1) * len(DATO_COCO_CODES) / max(1, n_calls - 1)))]
+             for t in range(1, n_calls)]
+    plan: list[Action] = [FULL] + [REUSE if c == 0 else 0 if c == 1 else FULL for c in codes]
+    prune = PruneConfig(ratios={b: ratio for b in highest_resolution_blocks(unet)})
+    return Schedule(plan, prune, meta={"name": f"dato-coco-r{ratio:g}-resampled"})
+
+
+def anchor_schedules(unet: torch.nn.Module, n_calls: int) -> list[Schedule]:
+    """Full compute, DeepCache N=2,3,5 (branch 0), DaTo COCO (ratio 0.4), constant ratios 0.3 and 0.5."""
+    top = highest_resolution_blocks(unet)
+    anchors = [Schedule.full(n_calls)]
+    anchors += [Schedule.deepcache(n_calls, n, 0) for n in DEEPCACHE_INTERVALS if n < n_calls]
+    anchors.append(dato_coco_for(unet, n_calls))
+    anchors += [Schedule.constant_ratio(n_calls, top, r) for r in CONSTANT_RATIOS]
+    return anchors

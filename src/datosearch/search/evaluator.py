@@ -1,0 +1,145 @@
+"""Candidate evaluation: apply a schedule, generate the calibration batch, score it.
+
+One `Evaluator` per process holds the pipeline, the reference images, the FID-proxy and the
+baseline latency measured in the same process; the scoring functions are injected (see
+`datosearch.studies.build` for the ones built from `datosearch.objectives`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .. import dato
+from ..space.schedule import Schedule
+
+
+class CandidateError(RuntimeError):
+    """A candidate that cannot be scored (non-finite images or objective values)."""
+
+
+@dataclass
+class Calibration:
+    """The fixed prompts and seeds every candidate is generated with."""
+
+    prompts: list[str]
+    seeds: list[int]
+    steps: int
+    guidance: float
+    height: int
+    width: int
+    batch_size: int = 8
+
+    def chunks(self, limit: int | None = None) -> list[tuple[list[str], list[int]]]:
+        n = len(self.prompts) if limit is None else min(limit, len(self.prompts))
+        size = max(1, self.batch_size)
+        return [(self.prompts[i:min(i + size, n)], self.seeds[i:min(i + size, n)]) for i in range(0, n, size)]
+
+
+@dataclass
+class Evaluation:
+    """Objective values by name, trial attributes, and the seconds spent running the model."""
+
+    values: dict[str, float]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    model_s: float = 0.0
+
+
+def generate(pipe: Any, calib: Calibration, limit: int | None = None) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] for the first `limit` calibration prompts (all by default)."""
+    device = pipe.device
+    out = []
+    for prompts, seeds in calib.chunks(limit):
+        gens = [torch.Generator(device).manual_seed(s) for s in seeds]
+        with torch.no_grad():
+            images = pipe(prompts, num_inference_steps=calib.steps, guidance_scale=calib.guidance, generator=gens,
+                          height=calib.height, width=calib.width, output_type="pt").images
+        out.append(images.float().cpu())
+    return torch.cat(out)
+
+
+class Evaluator:
+    """Scores schedules on one pipeline; `evaluate(schedule)` → `Evaluation`."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        calibration: Calibration,
+        objectives: Sequence[str],
+        *,
+        reference: torch.Tensor,
+        fid: Callable[[torch.Tensor], float],
+        measure_latency: Callable[[Callable[[], Any]], float],
+        paired: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None = None,
+        macs: Callable[[Schedule], int] | None = None,
+        device_name: str = "cpu",
+        latency_images: int = 1,
+    ) -> None:
+        self.pipe, self.calibration, self.objectives = pipe, calibration, list(objectives)
+        self.reference, self.fid, self.measure_latency = reference, fid, measure_latency
+        self.paired, self.macs, self.device_name = paired, macs, device_name
+        self.latency_images = latency_images
+        self._baseline_s: float | None = None
+
+    def images(self, schedule: Schedule | None) -> torch.Tensor:
+        """The calibration batch under `schedule` (None: no acceleration)."""
+        return self._with(schedule, lambda: generate(self.pipe, self.calibration))
+
+    def _with(self, schedule: Schedule | None, run: Callable[[], Any]) -> Any:
+        handle = dato.apply(self.pipe, schedule) if schedule is not None else None
+        try:
+            return run()
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def latency(self, schedule: Schedule | None) -> float:
+        """Median seconds of generating `latency_images` images under `schedule`."""
+        return self._with(schedule, lambda: self.measure_latency(
+            lambda: generate(self.pipe, self.calibration, self.latency_images)))
+
+    @property
+    def baseline_s(self) -> float:
+        """Latency without acceleration, measured once in this process."""
+        if self._baseline_s is None:
+            self._baseline_s = self.latency(None)
+        return self._baseline_s
+
+    def evaluate(self, schedule: Schedule) -> Evaluation:
+        """Generate, score and time one candidate; raises on failure (the runner makes it a FAIL trial)."""
+        baseline = self.baseline_s
+        start = time.perf_counter()
+        images = self.images(schedule)
+        if not torch.isfinite(images).all():
+            raise CandidateError("the generated images contain NaN or infinite values")
+        latency_s = self.latency(schedule) if "latency" in self.objectives else float("nan")
+        model_s = time.perf_counter() - start
+        attrs: dict[str, Any] = {"device": self.device_name, **schedule.counts()}
+        if latency_s == latency_s:
+            attrs["latency_s"], attrs["speedup"] = latency_s, baseline / latency_s
+        paired = self.paired(images, self.reference) if self.paired is not None else {}
+        attrs.update({f"paired_{k}": float(v) for k, v in paired.items()})
+        macs = self.macs(schedule) if self.macs is not None else None
+        if macs is not None:
+            attrs["macs"] = int(macs)
+        values = {name: self._value(name, images, latency_s, paired, macs) for name in self.objectives}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise CandidateError(f"objective {', '.join(bad)} is not finite")
+        return Evaluation(values, attrs, model_s)
+
+    def _value(self, name: str, images: torch.Tensor, latency_s: float, paired: dict[str, float],
+               macs: int | None) -> float:
+        if name == "fid":
+            return float(self.fid(images))
+        if name == "latency":
+            return latency_s
+        if name == "macs" and macs is not None:
+            return float(macs)
+        if name in paired:
+            return float(paired[name])
+        raise CandidateError(f"objective {name!r} is not available from this evaluator")

@@ -1,0 +1,123 @@
+"""The search loop (Optuna ask/tell): anchors first, dedup by schedule key, failures become FAIL trials."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ..space.encoding import EncodingConfig, encode, suggest
+from ..space.schedule import Schedule, ScheduleError
+from .evaluator import Evaluation, Evaluator
+
+KEY_ATTR, SCHEDULE_ATTR, ANCHOR_ATTR = "schedule_key", "schedule", "anchor"
+DEDUP_ATTR, FAIL_ATTR = "dedup_of", "fail_reason"
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """Errors that fail one candidate but not the study: OOM (a RuntimeError), NaN, bad schedules."""
+    errors: list[type[BaseException]] = [RuntimeError, ScheduleError, ArithmeticError]
+    try:
+        from ..objectives import ObjectiveError
+        errors.append(ObjectiveError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@dataclass
+class TrialRecord:
+    """What one trial cost: total seconds, seconds inside the model, and how it ended."""
+
+    number: int
+    state: TrialState
+    total_s: float
+    model_s: float
+    dedup_of: int | None = None
+
+
+def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: EncodingConfig) -> list[str]:
+    """Enqueue the anchors the encoding can express; returns the names of those it cannot."""
+    skipped = []
+    for schedule in anchors:
+        name = schedule.meta.get("name", schedule.key())
+        params = encode(schedule, encoding)
+        if params is None:
+            skipped.append(name)
+        else:
+            study.enqueue_trial(params, user_attrs={ANCHOR_ATTR: name}, skip_if_exists=True)
+    return skipped
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def recover_interrupted(study: optuna.Study) -> list[int]:
+    """Fail trials left RUNNING by a killed process and enqueue their genes again (single-process use).
+
+    Multi-worker studies must rely on heartbeats instead: another worker's RUNNING trial is alive.
+    """
+    numbers = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        attrs = {k: v for k, v in trial.user_attrs.items() if k == ANCHOR_ATTR}
+        study.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+        numbers.append(trial.number)
+    return numbers
+
+
+def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial | None:
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.number != number and trial.user_attrs.get(KEY_ATTR) == key and DEDUP_ATTR not in trial.user_attrs:
+            return trial
+    return None
+
+
+def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig) -> TrialRecord:
+    """Ask one trial, evaluate (or reuse) its schedule, tell the result."""
+    start = time.perf_counter()
+    trial = study.ask()
+    schedule = suggest(trial, encoding)
+    if ANCHOR_ATTR in trial.user_attrs:
+        schedule = schedule.with_meta(name=trial.user_attrs[ANCHOR_ATTR])
+    key = schedule.key()
+    trial.set_user_attr(KEY_ATTR, key)
+    trial.set_user_attr(SCHEDULE_ATTR, schedule.to_dict())
+    duplicate = _find_duplicate(study, key, trial.number)
+    if duplicate is not None:
+        for name, value in duplicate.user_attrs.items():
+            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, "retry_of"):
+                trial.set_user_attr(name, value)
+        trial.set_user_attr(DEDUP_ATTR, duplicate.number)
+        study.tell(trial, duplicate.values)
+        return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, 0.0, duplicate.number)
+    model_s = 0.0
+    try:
+        result: Evaluation = evaluator.evaluate(schedule)
+    except _failures() as exc:
+        trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialRecord(trial.number, TrialState.FAIL, time.perf_counter() - start, model_s)
+    for name, value in result.attrs.items():
+        trial.set_user_attr(name, value)
+    study.tell(trial, [result.values[name] for name in evaluator.objectives])
+    return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, result.model_s)
+
+
+def run_until(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig, target: int,
+              on_trial: Callable[[TrialRecord], Any] | None = None) -> list[TrialRecord]:
+    """Run trials until the study holds `target` finished trials (COMPLETE, FAIL or PRUNED)."""
+    records = []
+    if "latency" in evaluator.objectives:
+        evaluator.baseline_s  # measured once, before the first trial's clock starts
+    for _ in range(max(0, target - finished_count(study))):
+        record = run_trial(study, evaluator, encoding)
+        records.append(record)
+        if on_trial is not None:
+            on_trial(record)
+    return records

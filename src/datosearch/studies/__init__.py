@@ -1,0 +1,12 @@
+"""Studies: storage URLs, the stored configuration, create/resume/run, export, report, the front table."""
+
+from .config import StudyConfig, StudyConfigError
+from .export import export_front
+from .front import format_table, pareto_front
+from .report import write_report
+from .storage import default_url, open_storage
+from .study import StudyNotFoundError, create_or_check, open_study, run, stored_config
+
+__all__ = ["StudyConfig", "StudyConfigError", "StudyNotFoundError", "create_or_check", "default_url",
+           "export_front", "format_table", "open_storage", "open_study", "pareto_front", "run", "stored_config",
+           "write_report"]

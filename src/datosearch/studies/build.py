@@ -1,0 +1,112 @@
+"""From a `StudyConfig` to the objects a process needs: the pipeline, the encoding, the `Evaluator`.
+
+This is the one place that wires `datosearch.models` and `datosearch.objectives` into the search.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..search.evaluator import Calibration, Evaluator, generate
+from ..space.encoding import EncodingConfig
+from ..space.layout import transformer_blocks
+from ..space.schedule import Schedule
+
+log = logging.getLogger(__name__)
+DIGIT_PROMPT = "a handwritten digit {d}"
+SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
+              "dpm": "DPMSolverMultistepScheduler"}
+
+
+def device_name(device: str) -> str:
+    """A human name of the device; latency is only comparable on the same one."""
+    dev = torch.device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+
+
+def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
+    """The pipeline and the model name actually used ("embedded" falls back to "tiny" until it ships)."""
+    from .. import models
+
+    torch_dtype = getattr(torch, dtype)
+    if model == "embedded":
+        try:
+            return models.load("embedded", device=device, dtype=torch_dtype), "embedded"
+        except (ImportError, FileNotFoundError, AttributeError) as exc:
+            log.warning("the embedded model is not available (%s); using the tiny random-weight pipeline", exc)
+            model = "tiny"
+    pipe = models.load(model, device=device, dtype=torch_dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, model
+
+
+def set_scheduler(pipe: Any, scheduler: str | None) -> str:
+    """Swap the pipeline's scheduler (a short name or a diffusers class name); returns the class name."""
+    if scheduler:
+        import diffusers
+
+        cls_name = SCHEDULERS.get(scheduler.lower(), scheduler)
+        cls = getattr(diffusers, cls_name, None)
+        if cls is None or not hasattr(cls, "from_config"):
+            raise ValueError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)} or a diffusers class")
+        if type(pipe.scheduler).__name__ != cls_name:
+            pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    return type(pipe.scheduler).__name__
+
+
+def n_calls(pipe: Any, steps: int) -> int:
+    """U-Net calls of one generation with `steps` steps (PNDM: steps + 1)."""
+    pipe.scheduler.set_timesteps(steps)
+    return len(pipe.scheduler.timesteps)
+
+
+def default_resolution(pipe: Any) -> int:
+    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+
+def default_prompts(n: int) -> tuple[list[str], list[int]]:
+    """`n` calibration prompts cycling over the ten digits, seeds 0..n-1."""
+    return [DIGIT_PROMPT.format(d=i % 10) for i in range(n)], list(range(n))
+
+
+def default_encoding(pipe: Any, steps: int, **overrides: Any) -> EncodingConfig:
+    """Search every transformer block's ratio and per-call cache actions (branches 0..2)."""
+    branches = overrides.pop("branches", None) or [0, 1, 2]
+    from ..space.layout import n_branches
+
+    fields = dict(n_calls=n_calls(pipe, steps), blocks=[b.path for b in transformer_blocks(pipe.unet)],
+                  branches=[b for b in branches if b < n_branches(pipe.unet)])
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return EncodingConfig(**fields)
+
+
+def calibration(config: Any) -> Calibration:
+    return Calibration(config.prompts, config.seeds, config.steps, config.guidance, config.height, config.width,
+                       config.batch_size)
+
+
+def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:
+    """An `Evaluator` whose reference images are the full-compute batch, cached under `cache_dir`."""
+    from .. import objectives as obj
+
+    calib = calibration(config)
+    key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds, height=config.height,
+                            width=config.width, steps=config.steps, scheduler=config.scheduler,
+                            guidance=config.guidance, dtype=config.dtype)
+    reference = obj.load_or_compute_reference(cache_dir, key, lambda: generate(pipe, calib))
+    fid = obj.FidProxy(obj.get_extractor(config.extractor, device), reference)
+
+    def measure(run: Any) -> float:
+        return obj.measure_latency(run, device, config.latency_warmup, config.latency_repeats).median_s
+
+    def macs(schedule: Schedule) -> int:
+        return obj.count_macs(pipe, schedule, num_inference_steps=config.steps, height=config.height,
+                              width=config.width, guidance_scale=config.guidance)
+
+    return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid, measure_latency=measure,
+                     paired=obj.paired_metrics, macs=macs, device_name=config.device,
+                     latency_images=config.latency_images)

@@ -1,0 +1,69 @@
+"""Turn command-line options (None = not given) into a complete `StudyConfig` and the loaded pipeline.
+
+For a new study the defaults fill the gaps; for a stored one the stored values do, so that only
+options the user actually gave can make a resume differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .build import default_encoding, default_prompts, default_resolution, device_name, load_pipeline, set_scheduler
+from .config import StudyConfig
+
+DEFAULTS: dict[str, Any] = dict(model="embedded", images=16, steps=10, guidance=7.5, dtype="float32", batch_size=8,
+                                latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
+                                population=8, sampler_seed=0, encoding_kind="calls", min_full=1, max_nonfull_run=5)
+ENCODING_OPTIONS = {"encoding_kind": "kind", "branches": "branches", "call_scale": "call_scale",
+                    "max_nonfull_run": "max_nonfull_run", "min_full": "min_full"}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str | None = None) -> tuple[StudyConfig, Any]:
+    """The configuration these options describe (on top of `base`, else defaults), and the pipeline."""
+    def pick(name: str, field: str | None = None) -> Any:
+        if opts.get(name) is not None:
+            return opts[name]
+        if base is not None and field is not None:
+            return getattr(base, field)
+        return DEFAULTS.get(name)
+
+    device = device or opts.get("device") or default_device()
+    pipe, model = load_pipeline(pick("model", "model"), device, pick("dtype", "dtype"))
+    scheduler = set_scheduler(pipe, pick("scheduler", "scheduler"))
+    if opts.get("prompts") or opts.get("images") is not None or base is None:
+        n = opts.get("images") or (len(opts["prompts"]) if opts.get("prompts") else DEFAULTS["images"])
+        prompts, seeds = default_prompts(n)
+        if opts.get("prompts"):
+            prompts = [opts["prompts"][i % len(opts["prompts"])] for i in range(n)]
+    else:
+        prompts, seeds = base.prompts, base.seeds
+    steps = pick("steps", "steps")
+    resolution = opts.get("resolution")
+    height = resolution or (base.height if base else default_resolution(pipe))
+    width = resolution or (base.width if base else default_resolution(pipe))
+    from ..objectives import DEFAULT_OBJECTIVES
+
+    objectives = pick("objectives", "objectives") or list(DEFAULT_OBJECTIVES)
+    extractor = pick("extractor", "extractor") or ("embedded-digits" if model == "embedded" else "conv-random")
+    enc_overrides = {field: opts[name] for name, field in ENCODING_OPTIONS.items() if opts.get(name) is not None}
+    if base is not None:
+        encoding = {**base.encoding, **enc_overrides}
+    else:
+        defaults = {field: DEFAULTS[name] for name, field in ENCODING_OPTIONS.items() if name in DEFAULTS}
+        encoding = default_encoding(pipe, steps, **{**defaults, **enc_overrides}).to_dict()
+    config = StudyConfig(
+        model=model, prompts=prompts, seeds=seeds, height=int(height), width=int(width), steps=int(steps),
+        scheduler=scheduler, guidance=float(pick("guidance", "guidance")), objectives=list(objectives),
+        extractor=extractor, device=device_name(device), dtype=pick("dtype", "dtype"),
+        batch_size=int(pick("batch_size", "batch_size")), latency_images=int(pick("latency_images", "latency_images")),
+        latency_warmup=int(pick("latency_warmup", "latency_warmup")),
+        latency_repeats=int(pick("latency_repeats", "latency_repeats")), encoding=encoding,
+        sampler=pick("sampler", "sampler"), population=int(pick("population", "population")),
+        sampler_seed=int(pick("sampler_seed", "sampler_seed")))
+    return config, pipe

@@ -1,0 +1,89 @@
+"""Create, reopen and run studies; the configuration is stored in the study and checked on every reopen."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import optuna
+
+from ..search.evaluator import Evaluator
+from ..search.runner import TrialRecord, enqueue_anchors, recover_interrupted, run_until
+from ..search.samplers import make_sampler
+from ..space.encoding import EncodingConfig
+from ..space.schedule import Schedule
+from .config import BUDGET_ATTR, CONFIG_ATTR, StudyConfig, StudyConfigError
+from .storage import open_storage, sqlite_path, study_names
+
+
+class StudyNotFoundError(ValueError):
+    """No study of that name in that storage."""
+
+
+def directions(objectives: Sequence[str]) -> list[str]:
+    from ..objectives import OBJECTIVES
+
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"unknown objective {unknown[0]!r}; choose from {', '.join(OBJECTIVES)}")
+    return [OBJECTIVES[o] for o in objectives]
+
+
+def stored_config(study: optuna.Study) -> StudyConfig:
+    data = study.user_attrs.get(CONFIG_ATTR)
+    if data is None:
+        raise StudyConfigError(f"study {study.study_name!r} was not created by datosearch (no stored configuration)")
+    return StudyConfig.from_json(data)
+
+
+def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Load an existing study without creating anything (a missing SQLite file is an error)."""
+    db = sqlite_path(url)
+    if db is not None and not db.exists():
+        raise StudyNotFoundError(f"no study database at {db} (storage {url}); start one with `datosearch run --study {name}`")
+    storage = open_storage(url)
+    if name not in study_names(storage):
+        raise StudyNotFoundError(f"no study named {name!r} in {url}")
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    if sampler is None:
+        config = stored_config(study)
+        study.sampler = make_sampler(config.sampler, config.population, config.sampler_seed)
+    return study
+
+
+def exists(url: str, name: str) -> bool:
+    db = sqlite_path(url)
+    return (db is None or db.exists()) and name in study_names(open_storage(url))
+
+
+def create_or_check(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule] = ()) -> tuple[optuna.Study, bool]:
+    """Create the study (storing `config`, enqueueing `anchors`) or reopen it after checking `config`.
+
+    Returns the study and whether it was created. Raises `StudyConfigError` naming differing fields.
+    """
+    sampler = make_sampler(config.sampler, config.population, config.sampler_seed)
+    if exists(url, name):
+        study = open_study(url, name, sampler)
+        config.require_same(stored_config(study), name)
+        return study, False
+    dirs = directions(config.objectives)  # validate before anything is written
+    study = optuna.create_study(study_name=name, storage=open_storage(url), directions=dirs, sampler=sampler)
+    study.set_user_attr(CONFIG_ATTR, config.to_json())
+    skipped = enqueue_anchors(study, anchors, EncodingConfig(**config.encoding))
+    study.set_user_attr("anchors_skipped", skipped)
+    return study, True
+
+
+def budget(study: optuna.Study) -> int:
+    return int(study.user_attrs.get(BUDGET_ATTR, 0))
+
+
+def run(study: optuna.Study, evaluator: Evaluator, config: StudyConfig, target: int | None,
+        on_trial: Callable[[TrialRecord], Any] | None = None) -> list[TrialRecord]:
+    """Run until the study holds `target` finished trials (None: the stored budget).
+
+    Trials left RUNNING by a killed process are failed and their genes enqueued again first.
+    """
+    if target is not None:
+        study.set_user_attr(BUDGET_ATTR, int(target))
+    recover_interrupted(study)
+    return run_until(study, evaluator, EncodingConfig(**config.encoding), budget(study), on_trial)
