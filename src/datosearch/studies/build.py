@@ -33,13 +33,25 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tu
     from .. import models
 
     torch_dtype = getattr(torch, dtype)
+    loader = getattr(models, "load", None)
     if model == "embedded":
         try:
-            return models.load("embedded", device=device, dtype=torch_dtype), "embedded"
+            if loader is None:
+                raise ImportError("datosearch.models.load is not available yet")
+            pipe = loader("embedded", device=device, dtype=torch_dtype)
         except (ImportError, FileNotFoundError, AttributeError) as exc:
             log.warning("the embedded model is not available (%s); using the tiny random-weight pipeline", exc)
             model = "tiny"
-    pipe = models.load(model, device=device, dtype=torch_dtype)
+    if model == "tiny":
+        from ..models.tiny import tiny_sd_pipeline
+
+        pipe = tiny_sd_pipeline().to(device)
+        if torch_dtype != torch.float32:
+            pipe = pipe.to(dtype=torch_dtype)
+    elif model != "embedded":
+        if loader is None:
+            raise ValueError(f"cannot load model {model!r}: only 'tiny' is available in this build")
+        pipe = loader(model, device=device, dtype=torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe, model
 

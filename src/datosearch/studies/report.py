@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import optuna
@@ -39,7 +40,9 @@ def hypervolume_figure(study: optuna.Study) -> go.Figure:
     """Optuna's hypervolume history, reference point = worst anchor value per objective + 10 %."""
     ref = reference_point(study.get_trials(deepcopy=False), study.directions)
     ref_raw = [r if d == StudyDirection.MINIMIZE else -r for r, d in zip(ref, study.directions)]
-    fig = optuna.visualization.plot_hypervolume_history(study, reference_point=ref_raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fig = optuna.visualization.plot_hypervolume_history(study, reference_point=ref_raw)
     fig.update_layout(title="Hypervolume history (reference: worst anchor values + 10%)")
     return fig
 
