@@ -49,11 +49,9 @@ class ConvRandomFeatures(nn.Module):
             raise ObjectiveError(f"conv-random needs num_features >= 4, got {num_features}")
         self.num_features, self.size = int(num_features), int(size)
         widths = (num_features // 4, num_features // 4, num_features - 2 * (num_features // 4))
-        self.convs = nn.ModuleList()
-        c_in = 3
-        for c_out in widths:
-            self.convs.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
-            c_in = c_out
+        with torch.random.fork_rng(devices=[]):  # nn.Conv2d's default init would consume the global RNG
+            self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+                                       for c_in, c_out in zip((3, *widths[:-1]), widths))
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for conv in self.convs:
