@@ -7,6 +7,7 @@ baseline latency measured in the same process; the scoring functions are injecte
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ class Evaluation:
     values: dict[str, float]
     attrs: dict[str, Any] = field(default_factory=dict)
     model_s: float = 0.0
+
+
+def images_digest(images: torch.Tensor) -> str:
+    """Hash of the images as 8-bit pixels (what a saved PNG holds): identical generations share it."""
+    pixels = (images.float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return hashlib.sha256(pixels.permute(0, 2, 3, 1).contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def generate(pipe: Any, calib: Calibration, limit: int | None = None) -> torch.Tensor:
@@ -118,7 +125,7 @@ class Evaluator:
             raise CandidateError("the generated images contain NaN or infinite values")
         latency_s = self.latency(schedule) if "latency" in self.objectives else float("nan")
         model_s = time.perf_counter() - start
-        attrs: dict[str, Any] = {"device": self.device_name, **schedule.counts()}
+        attrs: dict[str, Any] = {"device": self.device_name, "images_digest": images_digest(images), **schedule.counts()}
         if latency_s == latency_s:
             attrs["latency_s"], attrs["speedup"] = latency_s, baseline / latency_s
         paired = self.paired(images, self.reference) if self.paired is not None else {}

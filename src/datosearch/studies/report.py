@@ -95,5 +95,6 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(page)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
