@@ -1,0 +1,173 @@
+"""The embedded default model: a pixel-space, text-conditioned digit diffusion pipeline.
+
+`EmbeddedDigitsPipeline` follows StableDiffusionPipeline's code path (prompt -> CLIP conditioning ->
+scheduler loop with one batched [uncond, cond] U-Net call per step -> images) without a VAE.
+`embedded_unet()` / `embedded_text_encoder()` build the shipped architecture; `load_embedded()` loads
+the trained weights shipped in `models/weights/embedded/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, PNDMScheduler, UNet2DConditionModel
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .tiny import byte_level_clip_tokenizer, tiny_text_encoder
+
+EMBEDDED_DIR = Path(__file__).parent / "weights" / "embedded"
+PROMPT_LENGTH = 24  # "a handwritten digit 7" is 20 byte-level tokens with BOS/EOS
+TEXT_DIM = 32
+DEFAULT_GUIDANCE = 2.0
+
+
+def embedded_unet(seed: int = 0) -> UNet2DConditionModel:
+    """32x32x1 U-Net, 3 levels; cross-attention transformers at 32x32 (1024 tokens) and 16x16, plus the mid block."""
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
+        block_out_channels=(16, 32, 64), norm_num_groups=8, cross_attention_dim=TEXT_DIM,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        attention_head_dim=(1, 2, 4),  # number of heads per level (diffusers' legacy name): head dim 16
+    )
+
+
+def embedded_text_encoder(seed: int = 0) -> CLIPTextModel:
+    """2-layer, 32-wide CLIP text model over the byte-level tokenizer."""
+    return tiny_text_encoder(hidden_size=TEXT_DIM, max_positions=PROMPT_LENGTH, seed=seed)
+
+
+def embedded_tokenizer() -> CLIPTokenizer:
+    """Offline byte-level CLIP tokenizer padded to `PROMPT_LENGTH`."""
+    return byte_level_clip_tokenizer(model_max_length=PROMPT_LENGTH)
+
+
+def embedded_scheduler(**overrides) -> PNDMScheduler:
+    """PLMS (PNDM without Runge-Kutta warm-up) over a linear 1000-step pixel-space noise schedule."""
+    config = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                  skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+    return PNDMScheduler(**{**config, **overrides})
+
+
+class EmbeddedDigitsPipeline(DiffusionPipeline):
+    """Text-to-image for 32x32 gray digits, mirroring StableDiffusionPipeline minus the VAE."""
+
+    model_cpu_offload_seq = "text_encoder->unet"
+
+    def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+                 scheduler, guidance_scale: float = DEFAULT_GUIDANCE):
+        super().__init__()
+        self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+        self.register_to_config(guidance_scale=guidance_scale)
+        self._guidance_scale = guidance_scale
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: list[str], device: torch.device) -> torch.Tensor:
+        """Token ids -> CLIP last hidden states (B, PROMPT_LENGTH, TEXT_DIM)."""
+        ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(device))[0]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: Union[str, list[str]],
+        num_inference_steps: int = 50,
+        guidance_scale: Optional[float] = None,
+        negative_prompt: Optional[Union[str, list[str]]] = None,
+        num_images_per_prompt: int = 1,
+        generator: Optional[Union[torch.Generator, list[torch.Generator]]] = None,
+        latents: Optional[torch.Tensor] = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        batch = len(prompts) * num_images_per_prompt
+        self._guidance_scale = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
+        device = self._execution_device
+        dtype = self.unet.dtype
+
+        # 1. conditioning: [uncond, cond] like StableDiffusionPipeline
+        cond = self.encode_prompt(prompts, device).repeat_interleave(num_images_per_prompt, dim=0)
+        if self.do_classifier_free_guidance:
+            negatives = [""] * len(prompts) if negative_prompt is None else (
+                [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
+            if len(negatives) != len(prompts):
+                raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} prompts")
+            uncond = self.encode_prompt(negatives, device).repeat_interleave(num_images_per_prompt, dim=0)
+            cond = torch.cat([uncond, cond])
+        cond = cond.to(dtype)
+
+        # 2. timesteps and initial noise (pixel space)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        size = self.unet.config.sample_size
+        shape = (batch, self.unet.config.in_channels, size, size)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+
+        # 3. denoising loop: one U-Net call per scheduler step
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for t in timesteps:
+                latent_in = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                latent_in = self.scheduler.scale_model_input(latent_in, t)
+                noise = self.unet(latent_in, t, encoder_hidden_states=cond).sample
+                if self.do_classifier_free_guidance:
+                    noise_uncond, noise_cond = noise.chunk(2)
+                    noise = noise_uncond + self._guidance_scale * (noise_cond - noise_uncond)
+                latents = self.scheduler.step(noise, t, latents).prev_sample
+                bar.update()
+
+        # 4. pixels in [-1, 1] -> images in [0, 1]
+        images = (latents.float() / 2 + 0.5).clamp(0, 1)
+        if output_type == "np":
+            images = images.permute(0, 2, 3, 1).cpu().numpy()
+        elif output_type == "pil":
+            images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
+        elif output_type not in ("pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+
+def build_embedded_pipeline(unet: UNet2DConditionModel, text_encoder: CLIPTextModel,
+                            guidance_scale: float = DEFAULT_GUIDANCE) -> EmbeddedDigitsPipeline:
+    """Assemble a pipeline with the shipped tokenizer and PLMS scheduler."""
+    pipe = EmbeddedDigitsPipeline(unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=embedded_tokenizer(),
+                                  scheduler=embedded_scheduler(), guidance_scale=guidance_scale)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def load_embedded(device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+                  path: Union[str, Path] = EMBEDDED_DIR) -> EmbeddedDigitsPipeline:
+    """The shipped, trained embedded pipeline (offline; weights from package data)."""
+    import json
+
+    path = Path(path)
+    if not (path / "unet" / "config.json").exists():
+        raise FileNotFoundError(f"the embedded model's weights are missing at {path}; run scripts/train_embedded.py")
+    unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True)
+    text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True)
+    settings = json.loads((path / "pipeline.json").read_text())
+    pipe = build_embedded_pipeline(unet, text_encoder, guidance_scale=settings["guidance_scale"])
+    return pipe.to(device=device, dtype=dtype)
