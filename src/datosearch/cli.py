@@ -104,12 +104,15 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
     if args.trials is not None and args.trials < 0:
         raise UsageError("--trials must be >= 0")
     target = args.trials if args.trials is not None else (None if resume or studies.exists(url, args.study) else 24)
-    study, created = studies.create_or_check(url, args.study, config,
-                                             anchor_schedules(pipe.unet, config.encoding["n_calls"]))
+    studies.directions(config.objectives)  # unknown objectives fail before anything is written
+    study = studies.check_existing(url, args.study, config)
+    evaluator = build.build_evaluator(pipe, config, study_dir(url, args.study), str(pipe.device))
+    created = study is None
+    if created:
+        study = studies.create(url, args.study, config, anchor_schedules(pipe.unet, config.encoding["n_calls"]))
     print(f"{'created' if created else 'continuing'} study {args.study!r} in {url} (model {config.model}, "
           f"{config.encoding['n_calls']} U-Net calls, {len(config.prompts)} calibration images, sampler {config.sampler})",
           file=sys.stderr)
-    evaluator = build.build_evaluator(pipe, config, study_dir(url, args.study), args.device or _device(config))
     bar = _progress(study, target, disabled=args.no_progress)
     try:
         studies.run(study, evaluator, config, target, bar.update_trial if bar else None)
@@ -119,10 +122,6 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
     if not args.no_outputs:
         _outputs(study, args.study)
     return 0
-
-
-def _device(config: Any) -> str:
-    return "cpu" if config.device == "cpu" else "cuda"
 
 
 def _progress(study: Any, target: int | None, disabled: bool) -> Any:

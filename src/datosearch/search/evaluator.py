@@ -8,6 +8,7 @@ baseline latency measured in the same process; the scoring functions are injecte
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -56,15 +57,21 @@ def images_digest(images: torch.Tensor) -> str:
     return hashlib.sha256(pixels.permute(0, 2, 3, 1).contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def accepts_size(pipe: Any) -> bool:
+    """Whether the pipeline takes `height`/`width` (pixel-space pipelines of a fixed size do not)."""
+    return "height" in inspect.signature(pipe.__call__).parameters
+
+
 def generate(pipe: Any, calib: Calibration, limit: int | None = None) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] for the first `limit` calibration prompts (all by default)."""
     device = pipe.device
+    size = {"height": calib.height, "width": calib.width} if accepts_size(pipe) else {}
     out = []
     for prompts, seeds in calib.chunks(limit):
         gens = [torch.Generator(device).manual_seed(s) for s in seeds]
         with torch.no_grad():
             images = pipe(prompts, num_inference_steps=calib.steps, guidance_scale=calib.guidance, generator=gens,
-                          height=calib.height, width=calib.width, output_type="pt").images
+                          output_type="pt", **size).images
         out.append(images.float().cpu())
     return torch.cat(out)
 

@@ -8,7 +8,8 @@ import torch
 
 from .. import dato
 from ..space.io import load
-from .build import load_pipeline, set_scheduler
+from ..search.evaluator import accepts_size
+from .build import default_guidance, load_pipeline, set_scheduler
 from .export import resolve_schedule_file
 from .resolve import default_device
 
@@ -24,12 +25,12 @@ def generate_with_schedule(schedule_file: str, index: int | None, prompts: list[
     pipe, _ = load_pipeline(model or meta.get("model", "embedded"), device, meta.get("dtype", "float32"))
     set_scheduler(pipe, meta.get("scheduler"))
     steps = steps or meta.get("steps") or 50
-    kwargs = {k: meta[k] for k in ("height", "width") if k in meta}
+    kwargs = {k: meta[k] for k in ("height", "width") if k in meta} if accepts_size(pipe) else {}
     handle = dato.apply(pipe, schedule)
     try:
         gens = [torch.Generator(device).manual_seed(seed + i) for i in range(len(prompts))]
         with torch.no_grad():
-            images = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance or meta.get("guidance", 7.5),
+            images = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance or meta.get("guidance") or default_guidance(pipe),
                           generator=gens, output_type="pil", **kwargs).images
     finally:
         handle.remove()

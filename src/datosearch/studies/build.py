@@ -23,35 +23,25 @@ SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerD
 
 
 def device_name(device: str) -> str:
-    """A human name of the device; latency is only comparable on the same one."""
-    dev = torch.device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+    """A human name of the device (GPU name, or CPU model with thread counts): latency compares only on one."""
+    from ..objectives import device_name as name
+
+    return name(device)
 
 
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
-    """The pipeline and the model name actually used ("embedded" falls back to "tiny" until it ships)."""
+    """The pipeline and the model name actually used ("embedded" falls back to "tiny" until its weights ship)."""
     from .. import models
 
     torch_dtype = getattr(torch, dtype)
-    loader = getattr(models, "load", None)
     if model == "embedded":
         try:
-            if loader is None:
-                raise ImportError("datosearch.models.load is not available yet")
-            pipe = loader("embedded", device=device, dtype=torch_dtype)
-        except (ImportError, FileNotFoundError, AttributeError) as exc:
+            pipe = models.load("embedded", device=device, dtype=torch_dtype)
+        except (ImportError, FileNotFoundError) as exc:
             log.warning("the embedded model is not available (%s); using the tiny random-weight pipeline", exc)
             model = "tiny"
-    if model == "tiny":
-        from ..models.tiny import tiny_sd_pipeline
-
-        pipe = tiny_sd_pipeline().to(device)
-        if torch_dtype != torch.float32:
-            pipe = pipe.to(dtype=torch_dtype)
-    elif model != "embedded":
-        if loader is None:
-            raise ValueError(f"cannot load model {model!r}: only 'tiny' is available in this build")
-        pipe = loader(model, device=device, dtype=torch_dtype)
+    if model != "embedded":
+        pipe = models.load(model, device=device, dtype=torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe, model
 
@@ -77,7 +67,13 @@ def n_calls(pipe: Any, steps: int) -> int:
 
 
 def default_resolution(pipe: Any) -> int:
-    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    """The U-Net's sample size in pixels (pixel-space pipelines have no VAE factor)."""
+    return int(pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 1))
+
+
+def default_guidance(pipe: Any) -> float:
+    """The pipeline's own guidance scale if its config has one (the embedded model), else 7.5."""
+    return float(getattr(pipe, "config", {}).get("guidance_scale", 7.5))
 
 
 def default_prompts(n: int) -> tuple[list[str], list[int]]:
@@ -101,23 +97,30 @@ def calibration(config: Any) -> Calibration:
                        config.batch_size)
 
 
+def extractor_kwargs(config: Any) -> dict[str, Any]:
+    """conv-random gets half as many features as calibration images (the FID covariance needs n > d)."""
+    if config.extractor == "conv-random":
+        return {"num_features": max(4, min(64, len(config.prompts) // 2))}
+    return {}
+
+
 def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:
     """An `Evaluator` whose reference images are the full-compute batch, cached under `cache_dir`."""
     from .. import objectives as obj
 
     calib = calibration(config)
-    key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds, height=config.height,
-                            width=config.width, steps=config.steps, scheduler=config.scheduler,
+    key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds,
+                            resolution=[config.height, config.width], steps=config.steps, scheduler=config.scheduler,
                             guidance=config.guidance, dtype=config.dtype)
     reference = obj.load_or_compute_reference(cache_dir, key, lambda: generate(pipe, calib))
-    fid = obj.FidProxy(obj.get_extractor(config.extractor, device), reference)
+    fid = obj.FidProxy(obj.get_extractor(config.extractor, device, **extractor_kwargs(config)), reference)
 
     def measure(run: Any) -> float:
         return obj.measure_latency(run, device, config.latency_warmup, config.latency_repeats).median_s
 
     def macs(schedule: Schedule) -> int:
-        return obj.count_macs(pipe, schedule, num_inference_steps=config.steps, height=config.height,
-                              width=config.width, guidance_scale=config.guidance)
+        return obj.count_macs(pipe, schedule, height=config.height, width=config.width,
+                              guidance_scale=config.guidance)
 
     return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid, measure_latency=measure,
                      paired=obj.paired_metrics, macs=macs, device_name=config.device,

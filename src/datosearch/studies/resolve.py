@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from .build import default_encoding, default_prompts, default_resolution, device_name, load_pipeline, set_scheduler
+from .build import default_encoding, default_guidance, default_prompts, default_resolution, device_name, load_pipeline, set_scheduler
 from .config import StudyConfig
 
-DEFAULTS: dict[str, Any] = dict(model="embedded", images=16, steps=10, guidance=7.5, dtype="float32", batch_size=8,
+DEFAULTS: dict[str, Any] = dict(model="embedded", images=16, steps=10, dtype="float32", batch_size=8,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
                                 population=8, sampler_seed=0, encoding_kind="calls", min_full=1, max_nonfull_run=5)
 ENCODING_OPTIONS = {"encoding_kind": "kind", "branches": "branches", "call_scale": "call_scale",
@@ -59,7 +59,7 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         encoding = default_encoding(pipe, steps, **{**defaults, **enc_overrides}).to_dict()
     config = StudyConfig(
         model=model, prompts=prompts, seeds=seeds, height=int(height), width=int(width), steps=int(steps),
-        scheduler=scheduler, guidance=float(pick("guidance", "guidance")), objectives=list(objectives),
+        scheduler=scheduler, guidance=float(pick("guidance", "guidance") or default_guidance(pipe)), objectives=list(objectives),
         extractor=extractor, device=device_name(device), dtype=pick("dtype", "dtype"),
         batch_size=int(pick("batch_size", "batch_size")), latency_images=int(pick("latency_images", "latency_images")),
         latency_warmup=int(pick("latency_warmup", "latency_warmup")),

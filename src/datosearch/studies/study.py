@@ -20,12 +20,10 @@ class StudyNotFoundError(ValueError):
 
 
 def directions(objectives: Sequence[str]) -> list[str]:
-    from ..objectives import OBJECTIVES
+    """Optuna directions of the objectives (`ObjectiveError`, a ValueError, for unknown names)."""
+    from ..objectives import objective_directions
 
-    unknown = [o for o in objectives if o not in OBJECTIVES]
-    if unknown:
-        raise ValueError(f"unknown objective {unknown[0]!r}; choose from {', '.join(OBJECTIVES)}")
-    return [OBJECTIVES[o] for o in objectives]
+    return objective_directions(objectives)
 
 
 def stored_config(study: optuna.Study) -> StudyConfig:
@@ -55,22 +53,24 @@ def exists(url: str, name: str) -> bool:
     return (db is None or db.exists()) and name in study_names(open_storage(url))
 
 
-def create_or_check(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule] = ()) -> tuple[optuna.Study, bool]:
-    """Create the study (storing `config`, enqueueing `anchors`) or reopen it after checking `config`.
+def check_existing(url: str, name: str, config: StudyConfig) -> optuna.Study | None:
+    """The stored study if there is one and its configuration equals `config` (else `StudyConfigError`)."""
+    if not exists(url, name):
+        return None
+    study = open_study(url, name, make_sampler(config.sampler, config.population, config.sampler_seed))
+    config.require_same(stored_config(study), name)
+    return study
 
-    Returns the study and whether it was created. Raises `StudyConfigError` naming differing fields.
-    """
+
+def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule] = ()) -> optuna.Study:
+    """Create the study, store `config` and enqueue the `anchors` the encoding can express."""
     sampler = make_sampler(config.sampler, config.population, config.sampler_seed)
-    if exists(url, name):
-        study = open_study(url, name, sampler)
-        config.require_same(stored_config(study), name)
-        return study, False
-    dirs = directions(config.objectives)  # validate before anything is written
-    study = optuna.create_study(study_name=name, storage=open_storage(url), directions=dirs, sampler=sampler)
+    study = optuna.create_study(study_name=name, storage=open_storage(url), directions=directions(config.objectives),
+                                sampler=sampler)
     study.set_user_attr(CONFIG_ATTR, config.to_json())
     skipped = enqueue_anchors(study, anchors, EncodingConfig(**config.encoding))
     study.set_user_attr("anchors_skipped", skipped)
-    return study, True
+    return study
 
 
 def budget(study: optuna.Study) -> int:
