@@ -123,6 +123,11 @@ class Evaluator:
             self._baseline_s = self.latency(None)
         return self._baseline_s
 
+    def prepare(self) -> None:
+        """Measure the baseline latency now, outside any trial."""
+        if "latency" in self.objectives:
+            _ = self.baseline_s
+
     def evaluate(self, schedule: Schedule) -> Evaluation:
         """Generate, score and time one candidate; raises on failure (the runner makes it a FAIL trial)."""
         baseline = self.baseline_s

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..space.encoding import EncodingConfig, encode, suggest
 from ..space.schedule import Schedule, ScheduleError
-from .evaluator import Evaluation, Evaluator
+from .evaluator import Evaluation
+
+
+class Evaluator(Protocol):
+    """What the loop needs: objective names in study order, a one-off `prepare`, and `evaluate`."""
+
+    objectives: list[str]
+
+    def prepare(self) -> None: ...
+
+    def evaluate(self, schedule: Schedule) -> Evaluation: ...
 
 KEY_ATTR, SCHEDULE_ATTR, ANCHOR_ATTR = "schedule_key", "schedule", "anchor"
 DEDUP_ATTR, FAIL_ATTR = "dedup_of", "fail_reason"
@@ -113,8 +123,7 @@ def run_until(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfi
               on_trial: Callable[[TrialRecord], Any] | None = None) -> list[TrialRecord]:
     """Run trials until the study holds `target` finished trials (COMPLETE, FAIL or PRUNED)."""
     records = []
-    if "latency" in evaluator.objectives:
-        evaluator.baseline_s  # measured once, before the first trial's clock starts
+    evaluator.prepare()  # e.g. the baseline latency, before the first trial's clock starts
     for _ in range(max(0, target - finished_count(study))):
         record = run_trial(study, evaluator, encoding)
         records.append(record)
