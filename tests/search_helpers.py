@@ -10,8 +10,8 @@ import torch
 from datosearch.search.evaluator import CandidateError, Evaluation
 from datosearch.space.schedule import Schedule
 
-# tiny pipeline, 3 PNDM steps (4 U-Net calls), 6 images (conv-random with 4 features), one timed repeat
-TINY_ARGS = ["--model", "tiny", "--images", "6", "--steps", "3", "--latency-repeats", "1", "--latency-warmup", "0",
+# tiny pipeline, 3 PNDM steps (4 U-Net calls), 5 images (conv-random with 4 features), one timed repeat
+TINY_ARGS = ["--model", "tiny", "--images", "5", "--steps", "3", "--latency-repeats", "1", "--latency-warmup", "0",
              "--population", "4", "--no-progress"]
 
 

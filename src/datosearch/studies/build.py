@@ -118,10 +118,10 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
     def measure(run: Any) -> float:
         return obj.measure_latency(run, device, config.latency_warmup, config.latency_repeats).median_s
 
-    def macs(schedule: Schedule) -> int:
+    def macs(schedule: Schedule) -> int:  # counted on a meta-device replica: seconds per schedule, so on demand
         return obj.count_macs(pipe, schedule, height=config.height, width=config.width,
                               guidance_scale=config.guidance)
 
     return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid, measure_latency=measure,
-                     paired=obj.paired_metrics, macs=macs, device_name=config.device,
+                     paired=obj.paired_metrics, macs=macs if "macs" in config.objectives else None, device_name=config.device,
                      latency_images=config.latency_images)
