@@ -70,9 +70,10 @@ def test_resume_with_another_config_is_refused(study_url, capsys):
     study = open_study(study_url, "s")
     before = [(t.number, t.state, t.values) for t in study.trials]
     with one_thread():
-        code = cli.main(["resume", "--study", "s", "--storage", study_url, "--steps", "4", "--guidance", "3",
-                         "--trials", "12", *TINY_ARGS])
+        code = cli.main(["resume", "--study", "s", "--storage", study_url, *TINY_ARGS, "--steps", "4", "--guidance", "3",
+                         "--trials", "12"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "steps (stored 3, given 4)" in err and "guidance" in err and "encoding.n_calls" in err
+    assert "steps (stored 3, given 4)" in err and "guidance (stored 7.5, given 3.0)" in err
+    assert err.count("\n") == 1
     assert [(t.number, t.state, t.values) for t in open_study(study_url, "s").trials] == before
