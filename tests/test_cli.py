@@ -1,0 +1,101 @@
+"""The CLI: help, one-sentence errors with exit 2 and no DB written, SIGKILL then resume."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+import datosearch
+from datosearch import cli
+from datosearch.studies import open_study
+from search_helpers import TINY_ARGS, one_thread
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "export", "report", "apply", "show"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    assert "--study" in capsys.readouterr().out or command == "apply"
+
+
+def test_worker_hook_is_a_registry():
+    assert set(cli.COMMANDS) >= {"run", "resume", "export", "report", "apply", "show"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["export", "--study", "nope"], ["show", "--study", "nope"], ["report", "--study", "nope"],
+    ["resume", "--study", "nope"],
+])
+def test_missing_study_is_one_sentence_and_creates_nothing(argv, tmp_path, capsys):
+    db = tmp_path / "none.db"
+    assert cli.main(argv + ["--storage", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("datosearch: error: no study database") and err.count("\n") == 1
+    assert not db.exists()
+
+
+def test_bad_objective_and_schedule_file(tmp_path, capsys):
+    db = tmp_path / "bad.db"
+    with one_thread():
+        assert cli.main(["run", "--study", "b", "--storage", f"sqlite:///{db}", *TINY_ARGS, "--objectives", "fid,speed"]) == 2
+    assert "unknown objective" in capsys.readouterr().err and not db.exists()
+    assert cli.main(["apply", "--schedule", str(tmp_path / "missing.json"), "--prompt", "x"]) == 2
+    assert "cannot read schedule file" in capsys.readouterr().err
+
+
+def _states(url: str) -> dict[int, tuple]:
+    return {t.number: (t.state, t.values, t.params) for t in open_study(url, "k").trials}
+
+
+def _complete_count(db: Path) -> int:
+    """Read-only peek (opening an RDBStorage here would race the other process creating the tables)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_then_resume(tmp_path):
+    url = f"sqlite:///{tmp_path}/k.db"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(datosearch.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "datosearch.cli", "run", "--study", "k", "--storage", url,
+                             "--trials", "40", "--no-outputs", *TINY_ARGS], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if _complete_count(tmp_path / "k.db") >= 3:
+                break
+        else:
+            pytest.fail("the study made no progress")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    before = _states(url)
+    complete = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
+    running = [n for n, v in before.items() if v[0] == TrialState.RUNNING]
+    finished = len(complete) + len(running) + sum(v[0] == TrialState.FAIL for v in before.values())
+    with one_thread():
+        assert cli.main(["resume", "--study", "k", "--storage", url, "--trials", str(finished + 2), "--no-progress",
+                         "--no-outputs"]) == 0
+    after = _states(url)
+    assert {n: after[n] for n in complete} == complete  # completed trials intact
+    assert all(after[n][0] == TrialState.FAIL for n in running)  # the interrupted one is failed ...
+    assert not any(v[0] == TrialState.RUNNING for v in after.values())
+    new = sorted(set(after) - set(before))
+    assert new and new[0] == max(before) + 1  # ... and numbering continues
+    done = [n for n, v in after.items() if v[0] in (TrialState.COMPLETE, TrialState.FAIL)]
+    assert len(done) == finished + 2
+    if running:  # its genes were enqueued again
+        retried = [t for t in open_study(url, "k").trials if t.user_attrs.get("retry_of") == running[0]]
+        assert len(retried) == 1 and retried[0].state in (TrialState.WAITING, TrialState.COMPLETE, TrialState.FAIL)
