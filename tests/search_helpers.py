@@ -45,4 +45,4 @@ class FakeEvaluator:
         c = schedule.counts()
         ratio = sum(schedule.prune.ratios.values())
         cost = (c["full"] + 0.4 * c["shallow"]) / schedule.n_calls * (1 - 0.1 * ratio)
-        return Evaluation({"fid": 1 - cost + 0.01 * ratio, "latency": cost}, {"speedup": 1 / cost}, model_s=0.0)
+        return Evaluation({"fid": 1 - cost + 0.01 * ratio, "latency": cost}, {"speedup": 1 / cost})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -44,11 +43,10 @@ class Calibration:
 
 @dataclass
 class Evaluation:
-    """Objective values by name, trial attributes, and the seconds spent running the model."""
+    """Objective values by name and trial attributes."""
 
     values: dict[str, float]
     attrs: dict[str, Any] = field(default_factory=dict)
-    model_s: float = 0.0
 
 
 def images_digest(images: torch.Tensor) -> str:
@@ -131,12 +129,10 @@ class Evaluator:
     def evaluate(self, schedule: Schedule) -> Evaluation:
         """Generate, score and time one candidate; raises on failure (the runner makes it a FAIL trial)."""
         baseline = self.baseline_s
-        start = time.perf_counter()
         images = self.images(schedule)
         if not torch.isfinite(images).all():
             raise CandidateError("the generated images contain NaN or infinite values")
         latency_s = self.latency(schedule) if "latency" in self.objectives else float("nan")
-        model_s = time.perf_counter() - start
         attrs: dict[str, Any] = {"device": self.device_name, "images_digest": images_digest(images), **schedule.counts()}
         if latency_s == latency_s:
             attrs["latency_s"], attrs["speedup"] = latency_s, baseline / latency_s
@@ -149,7 +145,7 @@ class Evaluator:
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise CandidateError(f"objective {', '.join(bad)} is not finite")
-        return Evaluation(values, attrs, model_s)
+        return Evaluation(values, attrs)
 
     def _value(self, name: str, images: torch.Tensor, latency_s: float, paired: dict[str, float],
                macs: int | None) -> float:

@@ -41,7 +41,7 @@ def _failures() -> tuple[type[BaseException], ...]:
 
 @dataclass
 class TrialRecord:
-    """What one trial cost: total seconds, seconds inside the model, and how it ended."""
+    """What one trial cost: total seconds, seconds inside `evaluate` (generation, timing, scoring), its end state."""
 
     number: int
     state: TrialState
@@ -106,17 +106,19 @@ def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfi
         trial.set_user_attr(DEDUP_ATTR, duplicate.number)
         study.tell(trial, duplicate.values)
         return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, 0.0, duplicate.number)
-    model_s = 0.0
+    eval_start = time.perf_counter()
     try:
         result: Evaluation = evaluator.evaluate(schedule)
     except _failures() as exc:
+        model_s = time.perf_counter() - eval_start
         trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])
         study.tell(trial, state=TrialState.FAIL)
         return TrialRecord(trial.number, TrialState.FAIL, time.perf_counter() - start, model_s)
+    model_s = time.perf_counter() - eval_start
     for name, value in result.attrs.items():
         trial.set_user_attr(name, value)
     study.tell(trial, [result.values[name] for name in evaluator.objectives])
-    return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, result.model_s)
+    return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, model_s)
 
 
 def run_until(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig, target: int,
