@@ -57,7 +57,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
     g.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
-    g.add_argument("--threads", type=int, help="torch CPU threads (part of the recorded device name)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default 1 on CPU; part of the recorded device name)")
     g.add_argument("--batch-size", type=int, help="images per pipeline call (default 8)")
     g.add_argument("--latency-images", type=int, help="images per timed generation (default 1)")
     g.add_argument("--latency-warmup", type=int)
@@ -98,10 +98,12 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
     from .studies.resolve import resolve
 
     url = _url(args)
-    if args.threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    from .studies.resolve import default_device
+
+    if args.threads or (args.device or default_device()) == "cpu":
+        torch.set_num_threads(args.threads or 1)  # one thread by default: shared CPUs slow down badly with more
     base = None
     if resume:
         base = studies.stored_config(studies.open_study(url, args.study))
