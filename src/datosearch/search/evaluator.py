@@ -85,6 +85,7 @@ class Evaluator:
         *,
         reference: torch.Tensor,
         fid: Callable[[torch.Tensor], float],
+        image_scores: dict[str, Callable[[torch.Tensor], float]] | None = None,
         measure_latency: Callable[[Callable[[], Any]], float],
         paired: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None = None,
         macs: Callable[[Schedule], int] | None = None,
@@ -94,6 +95,7 @@ class Evaluator:
         self.pipe, self.calibration, self.objectives = pipe, calibration, list(objectives)
         self.reference, self.fid, self.measure_latency = reference, fid, measure_latency
         self.paired, self.macs, self.device_name = paired, macs, device_name
+        self.image_scores = {"fid": fid, **(image_scores or {})}
         self.latency_images = latency_images
         self._baseline_s: float | None = None
 
@@ -149,8 +151,8 @@ class Evaluator:
 
     def _value(self, name: str, images: torch.Tensor, latency_s: float, paired: dict[str, float],
                macs: int | None) -> float:
-        if name == "fid":
-            return float(self.fid(images))
+        if name in self.image_scores:
+            return float(self.image_scores[name](images))
         if name == "latency":
             return latency_s
         if name == "macs" and macs is not None:

@@ -6,6 +6,7 @@ This is the one place that wires `datosearch.models` and `datosearch.objectives`
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +105,35 @@ def extractor_kwargs(config: Any) -> dict[str, Any]:
     return {}
 
 
+def prompted_digits(prompts: list[str]) -> list[int]:
+    """The digit each calibration prompt asks for (the last digit character in it)."""
+    digits = [re.findall(r"\d", p) for p in prompts]
+    missing = [p for p, d in zip(prompts, digits) if not d]
+    if missing:
+        raise ValueError(f"the adherence objective needs a digit in every prompt; {missing[0]!r} has none")
+    return [int(d[-1]) for d in digits]
+
+
+def extra_scores(config: Any) -> dict[str, Any]:
+    """Image scores besides the FID-proxy: `adherence` (share classified as the prompted digit)."""
+    if "adherence" not in config.objectives:
+        return {}
+    from ..models.digits import prompt_adherence
+
+    digits = prompted_digits(config.prompts)
+    return {"adherence": lambda images: prompt_adherence(images, digits)}
+
+
+SUPPORTED = ("fid", "latency", "macs", "psnr", "adherence")
+
+
 def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:
     """An `Evaluator` whose reference images are the full-compute batch, cached under `cache_dir`."""
     from .. import objectives as obj
 
+    unsupported = [o for o in config.objectives if o not in SUPPORTED]
+    if unsupported:
+        raise ValueError(f"objective {unsupported[0]!r} is not supported by the evaluator ({', '.join(SUPPORTED)})")
     calib = calibration(config)
     key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds,
                             resolution=[config.height, config.width], steps=config.steps, scheduler=config.scheduler,
@@ -122,6 +148,7 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
         return obj.count_macs(pipe, schedule, height=config.height, width=config.width,
                               guidance_scale=config.guidance)
 
-    return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid, measure_latency=measure,
+    return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid, image_scores=extra_scores(config),
+                     measure_latency=measure,
                      paired=obj.paired_metrics, macs=macs if "macs" in config.objectives else None, device_name=config.device,
                      latency_images=config.latency_images)
