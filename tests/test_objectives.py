@@ -135,6 +135,16 @@ def test_reference_cache_computes_once_per_key(tmp_path, reference):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temporary file
 
 
+def test_reference_cache_recomputes_an_unreadable_file(tmp_path, reference):
+    from datosearch.objectives import reference_path
+
+    reference_path(tmp_path, "k").write_bytes(b"not a safetensors file")
+    with pytest.warns(UserWarning, match="unreadable reference cache"):
+        images = load_or_compute_reference(tmp_path, "k", lambda: reference[:2])
+    assert torch.equal(images, reference[:2])
+    assert torch.equal(load_or_compute_reference(tmp_path, "k", lambda: reference[2:4]), reference[:2])
+
+
 def test_reference_key_needs_all_fields():
     with pytest.raises(ObjectiveError, match="missing field"):
         reference_key(model="tiny", prompts=["a"])
