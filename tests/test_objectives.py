@@ -307,3 +307,23 @@ def test_macs_with_a_schedule_applied_to_the_pipe(pipe):
         assert count_macs(pipe, Schedule.full(3)) == 3 * call_macs(pipe, Schedule.full(1))[0]
     finally:
         handle.remove()
+
+
+def test_macs_match_a_real_run_of_the_accelerated_unet(pipe):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from datosearch import dato
+    from datosearch.objectives.macs import _CUSTOM
+
+    blocks = highest_resolution_blocks(pipe.unet)
+    schedule = Schedule([*"full reuse".split(), 0, 1], PruneConfig(ratios={blocks[0]: 0.5}))
+    unet = pipe.unet
+    x, t, ctx = torch.randn(2, 4, 8, 8), torch.tensor(500), torch.randn(2, 77, 32)
+    handle = dato.apply(unet, schedule)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
+            for _ in range(schedule.n_calls):
+                unet(x, t, ctx)
+    finally:
+        handle.remove()
+    assert counter.get_total_flops() // 2 == count_macs(pipe, schedule, height=16, width=16, guidance_scale=7.5)
