@@ -1,0 +1,105 @@
+"""Measured latency: warm-up runs, then the median of timed repeats, on the device that runs them.
+
+CUDA: CUDA events around each run, with `synchronize` before and after. CPU (and anything else):
+`time.perf_counter`. Compare candidates only with a baseline measured in the same process
+(`speedup(baseline, candidate)`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+import torch
+
+from .errors import ObjectiveError
+
+
+@dataclass
+class Latency:
+    """Timing of one callable: the median and every timed repeat, in seconds."""
+
+    median_s: float
+    times_s: list[float] = field(default_factory=list)
+    device_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_s": self.median_s, "times_s": list(self.times_s), "device_name": self.device_name}
+
+
+def speedup(baseline: Latency | float, candidate: Latency | float) -> float:
+    """baseline / candidate median latency (> 1 means the candidate is faster)."""
+    b = baseline.median_s if isinstance(baseline, Latency) else float(baseline)
+    c = candidate.median_s if isinstance(candidate, Latency) else float(candidate)
+    if c <= 0:
+        raise ObjectiveError(f"cannot compute a speedup from a candidate latency of {c} s")
+    return b / c
+
+
+@lru_cache(maxsize=None)
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def device_name(device: torch.device | str = "cpu") -> str:
+    """Human-readable name of the device: the GPU's name, or the CPU model with core and thread counts."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"{_cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return device.type
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _time_once(run: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        with torch.cuda.device(device):  # events record on the current stream of this device
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize(device)
+            return start.elapsed_time(end) / 1000.0
+    _sync(device)
+    t0 = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def measure_latency(run: Callable[[], Any], device: torch.device | str = "cpu", warmup: int = 1,
+                    repeats: int = 3) -> Latency:
+    """Call `run` `warmup` times untimed, then `repeats` times timed; return the median and all times.
+
+    `run` should be the whole denoising loop of one generation (e.g. `lambda: pipe(prompts, ...)`).
+    """
+    if repeats < 1 or warmup < 0:
+        raise ObjectiveError(f"latency needs repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    for _ in range(warmup):
+        run()
+    _sync(device)
+    times = [_time_once(run, device) for _ in range(repeats)]
+    return Latency(statistics.median(times), times, device_name(device))
