@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,17 +22,10 @@ import torch
 
 import datosearch
 from datosearch.models.tiny import sd15_pipeline
+from datosearch.objectives import device_name
 from datosearch.space import Schedule, highest_resolution_blocks
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "cpu")
-    return f"{model} ({torch.get_num_threads()} threads)"
 
 
 def timer(device: torch.device, fn: Callable[[], Any]) -> tuple[float, Any]:
