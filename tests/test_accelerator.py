@@ -213,3 +213,25 @@ def test_other_unet_shapes(shape):
     assert torch.isfinite(out).all() and not torch.equal(out, before)
     assert torch.equal(out[2], out[1])  # reuse returns the last computed prediction
     assert torch.equal(_bare_unet_loop(unet, 6, **extra), before)
+
+
+def test_random_selection_behaves_like_tomesd_at_the_same_ratio(ddim_pipe):
+    """What is compared: the deviation from full compute of the final latents. tomesd merges (averages)
+    tokens into randomly chosen destinations; we prune and copy from a random base token. The kept
+    tokens differ, so the outputs differ, but the size of the deviation must be of the same order."""
+    import tomesd
+
+    full = generate(ddim_pipe)
+    tomesd.apply_patch(ddim_pipe, ratio=0.5, max_downsample=1)
+    try:
+        theirs = generate(ddim_pipe)
+    finally:
+        tomesd.remove_patch(ddim_pipe)
+    top = highest_resolution_blocks(ddim_pipe.unet)
+    sched = Schedule(["full"] * 10, PruneConfig(ratios={b: 0.5 for b in top}, base_selection="random"))
+    handle = datosearch.apply(ddim_pipe, sched)
+    ours = generate(ddim_pipe)
+    handle.remove()
+    dev_theirs, dev_ours = (theirs - full).abs().mean().item(), (ours - full).abs().mean().item()
+    assert dev_theirs > 0 and dev_ours > 0
+    assert 1 / 3 < dev_ours / dev_theirs < 3, (dev_ours, dev_theirs)
