@@ -107,3 +107,19 @@ def sdxl_unet(**overrides) -> UNet2DConditionModel:
         addition_embed_type="text_time", addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
     )
     return UNet2DConditionModel(**{**config, **overrides}).eval()
+
+
+def sd15_pipeline(scheduler: str = "pndm", dtype: torch.dtype = torch.float32) -> StableDiffusionPipeline:
+    """SD1.5's full shape (U-Net, CLIP-L-shaped text encoder, SD VAE) with random weights, offline."""
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=514, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, sample_size=512).eval()
+    pipe = tiny_sd_pipeline(scheduler=scheduler)
+    pipe = StableDiffusionPipeline(
+        unet=sd15_unet(), vae=vae, text_encoder=text, tokenizer=pipe.tokenizer, scheduler=pipe.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False).to(dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -126,10 +126,11 @@ def _from_import_path(spec: str, **kwargs: Any) -> nn.Module:
 def _embedded_digits(**kwargs: Any) -> nn.Module:
     try:
         from ..models.digits import digit_features  # type: ignore[import-not-found]
-    except ImportError as exc:
+
+        return digit_features(**kwargs)
+    except (ImportError, FileNotFoundError) as exc:
         raise ObjectiveError(f"the embedded digit feature net (datosearch.models.digits.digit_features) is "
                              f"not available in this install ({exc}); use 'conv-random' or 'module:...'") from None
-    return digit_features(**kwargs)
 
 
 def _ensure_num_features(module: nn.Module, name: str) -> nn.Module:

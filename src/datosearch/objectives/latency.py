@@ -72,13 +72,14 @@ def _sync(device: torch.device) -> None:
 
 def _time_once(run: Callable[[], Any], device: torch.device) -> float:
     if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        run()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1000.0
+        with torch.cuda.device(device):  # events record on the current stream of this device
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize(device)
+            return start.elapsed_time(end) / 1000.0
     _sync(device)
     t0 = time.perf_counter()
     run()

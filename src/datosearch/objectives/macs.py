@@ -42,11 +42,17 @@ _CUSTOM = {op: _sdpa_cpu_flops for op in (getattr(_aten, "_scaled_dot_product_fl
 
 
 def _unet_and_scale(target: Any) -> tuple[torch.nn.Module, int, int]:
-    """(U-Net, VAE scale factor, text sequence length) of a pipeline or a bare U-Net."""
+    """(U-Net, pixels per latent, text sequence length) of a pipeline or a bare U-Net.
+
+    Pipelines: their `vae_scale_factor`, or 1 for pixel-space pipelines (no VAE). Bare U-Nets: 8 (SD).
+    """
     unet = getattr(target, "unet", target)
     if not isinstance(unet, torch.nn.Module) or not hasattr(unet, "config"):
         raise ObjectiveError(f"count_macs needs a diffusers pipeline or U-Net, got {type(target).__name__}")
-    scale = int(getattr(target, "vae_scale_factor", 8)) if target is not unet else 8
+    if target is unet:
+        scale = 8
+    else:
+        scale = int(getattr(target, "vae_scale_factor", 8 if getattr(target, "vae", None) is not None else 1))
     tokenizer = getattr(target, "tokenizer", None)
     seq_len = int(getattr(tokenizer, "model_max_length", 77)) if tokenizer is not None else 77
     return unet, scale, min(seq_len, 77)
@@ -101,10 +107,17 @@ def _count_kind(unet: torch.nn.Module, action: Action, ratios: dict[str, float],
     return counter.get_total_flops() // 2
 
 
+def _default_guidance(pipe: Any) -> float:
+    config = getattr(pipe, "config", None)
+    value = config.get("guidance_scale") if isinstance(config, dict) and not hasattr(pipe, "down_blocks") else None
+    return 7.5 if value is None else float(value)
+
+
 def call_macs(pipe: Any, schedule: Schedule, height: int | None = None, width: int | None = None,
-              guidance_scale: float = 7.5) -> list[int]:
+              guidance_scale: float | None = None) -> list[int]:
     """MACs of every U-Net call of one generation under `schedule` (0 for reuse calls)."""
     unet, scale, seq_len = _unet_and_scale(pipe)
+    guidance_scale = _default_guidance(pipe) if guidance_scale is None else guidance_scale
     schedule.validate_for(unet)
     size = unet.config.sample_size
     size = size if isinstance(size, (list, tuple)) else (size, size)
@@ -127,11 +140,12 @@ def call_macs(pipe: Any, schedule: Schedule, height: int | None = None, width: i
 
 
 def count_macs(pipe: Any, schedule: Schedule, prompt: str = "", height: int | None = None,
-               width: int | None = None, guidance_scale: float = 7.5) -> int:
+               width: int | None = None, guidance_scale: float | None = None) -> int:
     """Counted MACs of the U-Net over one generation (per image) under `schedule`.
 
-    `pipe` is a diffusers pipeline or a bare U-Net (then `height`/`width` are in pixels with a VAE
-    factor of 8). Defaults: the U-Net's `sample_size` resolution and guidance 7.5 (batch 2).
+    `pipe` is a diffusers pipeline (latent or pixel space) or a bare U-Net (then `height`/`width`
+    are in pixels with a VAE factor of 8). Defaults: the U-Net's `sample_size` resolution, and the
+    pipeline config's `guidance_scale` if it has one, else 7.5 (> 1: batch 2 for CFG).
     `prompt` does not change the count (SD pipelines pad every prompt to the tokenizer's max
     length); it is accepted for API symmetry with generation. See the module docstring.
     """

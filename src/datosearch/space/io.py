@@ -47,12 +47,21 @@ def from_json_obj(data: Any, source: str = "schedule") -> Schedule:
         raise ScheduleError(f"{source}: {exc}") from None
 
 
-def loads(text: str, source: str = "schedule") -> Schedule:
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def _decode(text: str, source: str) -> Any:
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ScheduleError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    return from_json_obj(data, source)
+    except ValueError as exc:
+        raise ScheduleError(f"{source}: not valid JSON ({exc})") from None
+
+
+def loads(text: str, source: str = "schedule") -> Schedule:
+    return from_json_obj(_decode(text, source), source)
 
 
 def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
@@ -62,10 +71,7 @@ def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
         text = path.read_text()
     except OSError as exc:
         raise ScheduleError(f"{path}: cannot read schedule file ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ScheduleError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    data = _decode(text, str(path))
     if isinstance(data, dict) and "schedules" in data:
         items = data["schedules"]
         if index is None or not 0 <= index < len(items):

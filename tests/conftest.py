@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny offline pipelines built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def ddim_pipe():
+    from datosearch.models.tiny import tiny_sd_pipeline
+
+    return tiny_sd_pipeline(scheduler="ddim")
+
+
+@pytest.fixture(scope="session")
+def pndm_pipe():
+    from datosearch.models.tiny import tiny_sd_pipeline
+
+    return tiny_sd_pipeline(scheduler="pndm")
+
+
+def generate(pipe, steps: int = 10, prompts=("a red cube", "a blue ball"), seed: int = 0, **kw) -> torch.Tensor:
+    """Latents of one seeded generation (deterministic for a given pipeline state)."""
+    out = pipe(list(prompts), num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+               output_type="latent", **kw)
+    return out.images
