@@ -31,10 +31,10 @@ def embedded_unet(seed: int = 0) -> UNet2DConditionModel:
     torch.manual_seed(seed)
     return UNet2DConditionModel(
         sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-        block_out_channels=(16, 32, 64), norm_num_groups=8, cross_attention_dim=TEXT_DIM,
+        block_out_channels=(8, 32, 64), norm_num_groups=8, cross_attention_dim=TEXT_DIM,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        attention_head_dim=(1, 2, 4),  # number of heads per level (diffusers' legacy name): head dim 16
+        attention_head_dim=(1, 2, 4),  # heads per level (diffusers' legacy name): head dims 8, 16, 16
     )
 
 
