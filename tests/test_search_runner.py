@@ -91,3 +91,19 @@ def test_study_hypervolume_grows_with_the_front():
     before = study_hypervolume(study, ref)
     run_until(study, FakeEvaluator(), ENC, 15)
     assert study_hypervolume(study, ref) >= before > 0
+
+
+def test_ctrl_c_fails_the_trial_and_queues_it_again():
+    def interrupt(schedule):
+        raise KeyboardInterrupt
+
+    study = new_study("random")
+    evaluator = FakeEvaluator()
+    evaluator.evaluate = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_until(study, evaluator, ENC, 3)
+    first, retry = study.trials
+    assert first.state == TrialState.FAIL and first.user_attrs[FAIL_ATTR] == "interrupted"
+    assert retry.state == TrialState.WAITING and retry.user_attrs["retry_of"] == 0
+    run_until(study, FakeEvaluator(), ENC, 2)
+    assert study.trials[1].params == first.params

@@ -67,6 +67,10 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def _retry_attrs(attrs: dict[str, Any], number: int) -> dict[str, Any]:
+    return {**{k: v for k, v in attrs.items() if k == ANCHOR_ATTR}, "retry_of": number}
+
+
 def recover_interrupted(study: optuna.Study) -> list[int]:
     """Fail trials left RUNNING by a killed process and enqueue their genes again (single-process use).
 
@@ -75,8 +79,7 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        attrs = {k: v for k, v in trial.user_attrs.items() if k == ANCHOR_ATTR}
-        study.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+        study.enqueue_trial(trial.params, user_attrs=_retry_attrs(trial.user_attrs, trial.number))
         numbers.append(trial.number)
     return numbers
 
@@ -109,6 +112,11 @@ def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfi
     eval_start = time.perf_counter()
     try:
         result: Evaluation = evaluator.evaluate(schedule)
+    except KeyboardInterrupt:  # Ctrl-C: fail this trial, queue its genes again, stop
+        trial.set_user_attr(FAIL_ATTR, "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs=_retry_attrs(trial.user_attrs, trial.number))
+        raise
     except _failures() as exc:
         model_s = time.perf_counter() - eval_start
         trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])
