@@ -27,11 +27,15 @@ def pareto_figure(study: optuna.Study, names: list[str]) -> go.Figure:
         study, targets=lambda t: [t.values[i] for i in idx], target_names=shown, include_dominated_trials=True)
     anchors = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.values is not None
                and t.user_attrs.get(ANCHOR_ATTR)]
-    if anchors and len(shown) == 2:
-        fig.add_trace(go.Scatter(
-            x=[t.values[0] for t in anchors], y=[t.values[1] for t in anchors], mode="markers+text",
-            text=[t.user_attrs[ANCHOR_ATTR] for t in anchors], textposition="top center", name="anchors",
-            marker={"symbol": "diamond-open", "size": 13, "color": "black", "line": {"width": 2}}))
+    if anchors:
+        coords = {axis: [t.values[i] for t in anchors] for axis, i in zip("xyz", idx)}
+        style = dict(mode="markers+text", text=[t.user_attrs[ANCHOR_ATTR] for t in anchors], name="anchors",
+                     textposition="top center")
+        if len(shown) == 2:
+            fig.add_trace(go.Scatter(**coords, **style, marker={"symbol": "diamond-open", "size": 13, "color": "black",
+                                                                 "line": {"width": 2}}))
+        else:
+            fig.add_trace(go.Scatter3d(**coords, **style, marker={"symbol": "diamond-open", "size": 6, "color": "black"}))
     fig.update_layout(title=f"Pareto front of {study.study_name}")
     return fig
 
