@@ -1,13 +1,18 @@
 """The ask/tell loop: anchors first, dedup by schedule key, failures become FAIL trials, hypervolume."""
 
+import os
+import socket
+
 import optuna
 import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from datosearch.models.tiny import tiny_unet
 from datosearch.search import anchor_schedules, enqueue_anchors, hypervolume, make_sampler, run_until
 from datosearch.search.pareto import reference_point, study_hypervolume
-from datosearch.search.runner import DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, recover_interrupted
+from datosearch.search.liveness import WORKER_ATTR, _start_ticks, sweep_stale
+from datosearch.search.runner import DEDUP_ATTR, FAIL_ATTR, KEY_ATTR
 from datosearch.space.encoding import EncodingConfig, encode, suggest
 from datosearch.space.layout import transformer_blocks
 from datosearch.space.schedule import Schedule
@@ -54,19 +59,30 @@ def test_failing_candidate_becomes_fail_and_study_goes_on():
     records = run_until(study, evaluator, ENC, 6)
     failed = study.trials[0]
     assert failed.state == TrialState.FAIL and "NaN" in failed.user_attrs[FAIL_ATTR]
-    assert len(records) == 6 and records[0].state == TrialState.FAIL
+    complete = sum(t.state == TrialState.COMPLETE for t in study.trials)
+    assert complete == 6 and records[0].state == TrialState.FAIL  # the budget counts COMPLETE trials
+    assert len(records) == len(study.trials) == complete + sum(t.state == TrialState.FAIL for t in study.trials)
     assert any(t.state == TrialState.COMPLETE for t in study.trials[1:])
 
 
-def test_interrupted_trial_is_failed_and_retried():
+def test_trial_of_a_dead_worker_is_failed_and_retried():
     study = new_study("random")
     study.enqueue_trial(encode(Schedule.deepcache(ENC.n_calls, 2, 0), ENC), user_attrs={"anchor": "deepcache-N2-b0"})
-    suggest(study.ask(), ENC)  # a process died while evaluating this trial
-    assert recover_interrupted(study) == [0]
+    dead = study.ask()
+    suggest(dead, ENC)
+    dead.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:999999999:1")  # a process that no longer exists
+    alive = study.ask()
+    alive.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}")
+    elsewhere = study.ask()
+    elsewhere.set_user_attr(WORKER_ATTR, "another-host:1:1")
+    assert sweep_stale(study) == [0]
+    assert sweep_stale(study, stale_after=3600) == []  # the other host's trial is young
+    assert sweep_stale(study, stale_after=0) == [2]
     run_until(study, FakeEvaluator(), ENC, 2)
-    assert study.trials[0].state == TrialState.FAIL
-    assert study.trials[1].params == study.trials[0].params and study.trials[1].user_attrs["retry_of"] == 0
-    assert study.trials[1].user_attrs["anchor"] == "deepcache-N2-b0"
+    retry = next(t for t in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == 0)
+    assert study.trials[0].state == TrialState.FAIL and study.trials[1].state == TrialState.RUNNING
+    assert retry.params == study.trials[0].params and retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["anchor"] == "deepcache-N2-b0"
 
 
 @pytest.mark.parametrize("sampler", ["nsga3", "tpe", "gp"])

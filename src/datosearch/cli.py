@@ -1,7 +1,7 @@
-"""`datosearch run | resume | export | report | apply | show` (argparse).
+"""`datosearch run | resume | worker | export | report | apply | show` (argparse).
 
-Each subcommand is an entry of `COMMANDS` (name → (add_arguments, handler)); a later `worker`
-subcommand registers itself the same way. Bad input prints one sentence on stderr and exits 2.
+Each subcommand is an entry of `COMMANDS` (name → (add_arguments, handler)). Bad input prints one
+sentence on stderr and exits 2.
 """
 
 from __future__ import annotations
@@ -72,12 +72,28 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-full", type=int, help="constraint: fewest full calls (default 1)")
 
 
+def _worker_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--stale-after", type=float, help="fail and re-queue RUNNING trials of other hosts older than this "
+                   "many seconds (Journal storage, which has no heartbeats; RDB storages use heartbeats)")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--trials", type=int, help="total finished trials the study should hold (run default 24)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--trials", type=int, help="COMPLETE trials the study should hold, over all workers (run default 24)")
     p.add_argument("--no-outputs", action="store_true", help="skip the final table, export and report")
+    _worker_common(p)
     _config_args(p)
+
+
+def _worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, help="name of an existing study")
+    p.add_argument("--storage", required=True, help="the study's Optuna storage URL (postgresql://, mysql://, "
+                                                    "sqlite:///, journal:PATH)")
+    p.add_argument("--device", help="torch device (default cuda if available, else cpu); must match the study's")
+    p.add_argument("--threads", type=int, help="torch CPU threads (must match the study's recorded device)")
+    _worker_common(p)
+    p.set_defaults(trials=None, no_outputs=True)
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -87,7 +103,8 @@ def _url(args: argparse.Namespace) -> str:
 
 
 def _opts(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k not in ("study", "storage", "trials", "threads", "command", "func")}
+    skip = ("study", "storage", "trials", "threads", "command", "func", "stale_after", "no_progress", "no_outputs")
+    return {k: v for k, v in vars(args).items() if k not in skip}
 
 
 # ------------------------------------------------------------------------------------------ run / resume
@@ -122,7 +139,7 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
           file=sys.stderr)
     bar = _progress(study, target, disabled=args.no_progress)
     try:
-        studies.run(study, evaluator, config, target, bar.update_trial if bar else None)
+        studies.run(study, evaluator, config, target, bar.update_trial if bar else None, args.stale_after)
     finally:
         if bar:
             bar.close()
@@ -156,6 +173,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command("resume", "continue a stored study with its stored configuration", _run_args)
 def cmd_resume(args: argparse.Namespace) -> int:
+    return _execute(args, resume=True)
+
+
+@command("worker", "join an existing study with its stored configuration and work until its budget is met",
+         _worker_args)
+def cmd_worker(args: argparse.Namespace) -> int:
     return _execute(args, resume=True)
 
 

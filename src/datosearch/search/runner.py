@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -12,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..space.encoding import EncodingConfig, encode, suggest
 from ..space.schedule import Schedule, ScheduleError
 from .evaluator import Evaluation
+from .liveness import heartbeat, sweep_stale
 
 
 class Evaluator(Protocol):
@@ -67,21 +69,12 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def complete_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
 def _retry_attrs(attrs: dict[str, Any], number: int) -> dict[str, Any]:
     return {**{k: v for k, v in attrs.items() if k == ANCHOR_ATTR}, "retry_of": number}
-
-
-def recover_interrupted(study: optuna.Study) -> list[int]:
-    """Fail trials left RUNNING by a killed process and enqueue their genes again (single-process use).
-
-    Multi-worker studies must rely on heartbeats instead: another worker's RUNNING trial is alive.
-    """
-    numbers = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        study.enqueue_trial(trial.params, user_attrs=_retry_attrs(trial.user_attrs, trial.number))
-        numbers.append(trial.number)
-    return numbers
 
 
 def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial | None:
@@ -94,7 +87,15 @@ def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial |
 def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig) -> TrialRecord:
     """Ask one trial, evaluate (or reuse) its schedule, tell the result."""
     start = time.perf_counter()
-    trial = study.ask()
+    with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it (liveness)
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
+    with heartbeat(study, trial):
+        return _run_asked(study, trial, evaluator, encoding, start)
+
+
+def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: Evaluator, encoding: EncodingConfig,
+               start: float) -> TrialRecord:
     schedule = suggest(trial, encoding)
     if ANCHOR_ATTR in trial.user_attrs:
         schedule = schedule.with_meta(name=trial.user_attrs[ANCHOR_ATTR])
@@ -130,12 +131,24 @@ def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfi
 
 
 def run_until(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig, target: int,
-              on_trial: Callable[[TrialRecord], Any] | None = None) -> list[TrialRecord]:
-    """Run trials until the study holds `target` finished trials (COMPLETE, FAIL or PRUNED)."""
-    records = []
+              on_trial: Callable[[TrialRecord], Any] | None = None,
+              stale_after: float | None = None) -> list[TrialRecord]:
+    """Run trials until the study holds `target` COMPLETE trials, counted across all workers.
+
+    The budget rule: a worker starts a trial only while COMPLETE < target, so N workers end with
+    target <= COMPLETE <= target + (trials in flight when the budget was hit) <= target + N - 1.
+    Before each trial, trials of crashed workers are failed and re-queued (`sweep_stale`). A worker
+    gives up after `max(10, target)` failures in a row (a configuration where nothing can work).
+    """
+    records: list[TrialRecord] = []
     evaluator.prepare()  # e.g. the baseline latency, before the first trial's clock starts
-    for _ in range(max(0, target - finished_count(study))):
+    failures_in_row = 0
+    while failures_in_row < max(10, target):
+        sweep_stale(study, stale_after)
+        if complete_count(study) >= target:
+            break
         record = run_trial(study, evaluator, encoding)
+        failures_in_row = failures_in_row + 1 if record.state == TrialState.FAIL else 0
         records.append(record)
         if on_trial is not None:
             on_trial(record)

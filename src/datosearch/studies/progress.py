@@ -6,13 +6,13 @@ import optuna
 from tqdm import tqdm
 
 from ..search.pareto import study_hypervolume
-from ..search.runner import TrialRecord, finished_count
+from ..search.runner import TrialRecord, complete_count
 
 
 class ProgressBar:
     def __init__(self, study: optuna.Study, target: int) -> None:
         self.study = study
-        done = finished_count(study)
+        done = complete_count(study)
         self.bar = tqdm(total=max(target, done), initial=done, desc=study.study_name, unit="trial", dynamic_ncols=True)
 
     def update_trial(self, record: TrialRecord) -> None:

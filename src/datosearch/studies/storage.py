@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from ..search.liveness import MAX_RETRY
 
 SQLITE_TIMEOUT_S = 60
+# Heartbeats of RDB storages (seconds); a trial whose heartbeat is older than the grace period is
+# failed and re-queued by the next worker. The environment overrides them (tests use small values).
+HEARTBEAT_INTERVAL_S = int(os.environ.get("DATOSEARCH_HEARTBEAT_INTERVAL", 30))
+GRACE_PERIOD_S = int(os.environ.get("DATOSEARCH_GRACE_PERIOD", 120))
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be opened (no server, no driver, bad URL)."""
 
 
 def default_url(study: str) -> str:
@@ -37,11 +51,31 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor.close()
 
 
+def _rdb(url: str, **engine_kwargs: Any) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats and Optuna's retry of stale trials; one-sentence errors."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs or None, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=GRACE_PERIOD_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    except ImportError as exc:  # Optuna wraps the driver's ModuleNotFoundError
+        name = getattr(exc.__cause__, "name", None) or "?"
+        extra = "postgres" if "psycopg" in name else "mysql" if "mysql" in name.lower() else None
+        hint = f" (pip install 'datosearch[{extra}]')" if extra else ""
+        raise StorageError(f"cannot open storage {url}: the database driver {name!r} is not installed{hint}") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError(f"cannot open storage {url}: {reason}") from None
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Open (creating tables if needed) the storage at `url`.
 
     SQLite gets WAL journaling and a 60 s busy timeout so that a reader (optuna-dashboard) and a
-    writer do not fail with "database is locked". `journal:PATH` opens a journal-file storage.
+    writer do not fail with "database is locked". `journal:PATH` opens a journal-file storage
+    (no heartbeats: see `search.liveness`). RDB storages get heartbeats.
     """
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):])
@@ -49,11 +83,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     db = sqlite_path(url)
     if db is None:
-        return optuna.storages.RDBStorage(url)
+        return _rdb(url)
     db.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S) as conn:  # WAL is persistent: set it before any engine
         conn.execute("PRAGMA journal_mode=WAL")
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
+    storage = _rdb(url, connect_args={"timeout": SQLITE_TIMEOUT_S})
     sqlalchemy.event.listen(storage.engine, "connect", _on_connect)
     storage.engine.dispose()  # later connections run the pragmas above
     return storage

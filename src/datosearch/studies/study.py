@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 import optuna
 
 from ..search.evaluator import Evaluator
-from ..search.runner import TrialRecord, enqueue_anchors, recover_interrupted, run_until
+from ..search.runner import TrialRecord, enqueue_anchors, run_until
 from ..search.samplers import make_sampler
 from ..space.encoding import EncodingConfig
 from ..space.schedule import Schedule
@@ -78,12 +78,9 @@ def budget(study: optuna.Study) -> int:
 
 
 def run(study: optuna.Study, evaluator: Evaluator, config: StudyConfig, target: int | None,
-        on_trial: Callable[[TrialRecord], Any] | None = None) -> list[TrialRecord]:
-    """Run until the study holds `target` finished trials (None: the stored budget).
-
-    Trials left RUNNING by a killed process are failed and their genes enqueued again first.
-    """
+        on_trial: Callable[[TrialRecord], Any] | None = None, stale_after: float | None = None) -> list[TrialRecord]:
+    """Run until the study holds `target` COMPLETE trials (None: the stored budget), with any number
+    of other workers; trials of crashed workers are failed and re-queued on the way (`run_until`)."""
     if target is not None:
         study.set_user_attr(BUDGET_ATTR, int(target))
-    recover_interrupted(study)
-    return run_until(study, evaluator, EncodingConfig(**config.encoding), budget(study), on_trial)
+    return run_until(study, evaluator, EncodingConfig(**config.encoding), budget(study), on_trial, stale_after)
