@@ -17,7 +17,7 @@ from datosearch.studies import open_study
 from search_helpers import TINY_ARGS, one_thread
 
 
-@pytest.mark.parametrize("command", ["run", "resume", "export", "report", "apply", "show"])
+@pytest.mark.parametrize("command", ["run", "resume", "worker", "export", "report", "apply", "show"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([command, "--help"])
@@ -25,8 +25,28 @@ def test_help(command, capsys):
     assert "--study" in capsys.readouterr().out or command == "apply"
 
 
-def test_worker_hook_is_a_registry():
-    assert set(cli.COMMANDS) >= {"run", "resume", "export", "report", "apply", "show"}
+def test_commands_registry():
+    assert set(cli.COMMANDS) == {"run", "resume", "worker", "export", "report", "apply", "show"}
+
+
+def test_worker_bad_input_is_one_sentence(tmp_path, capsys):
+    db = tmp_path / "none.db"
+    assert cli.main(["worker", "--study", "nope", "--storage", f"sqlite:///{db}"]) == 2
+    assert cli.main(["worker", "--study", "nope", "--storage", "postgresql://postgres@127.0.0.1:1/test"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("datosearch: error: no study database") and not db.exists()
+    assert lines[1].startswith("datosearch: error: cannot open storage postgresql://") and len(lines) == 2
+
+
+def test_export_of_a_study_without_completed_trials(tmp_path, capsys):
+    from test_workers import _create
+
+    url = f"sqlite:///{tmp_path}/e.db"
+    name = _create(url, 3)
+    out = tmp_path / "out"
+    assert cli.main(["export", "--study", name, "--storage", url, "--out", str(out)]) == 2
+    assert "has no completed trials to export" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("argv", [

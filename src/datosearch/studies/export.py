@@ -23,6 +23,8 @@ def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     config = stored_config(study)
     entries = pareto_front(study)
+    if not entries:
+        raise ValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
     written = set()
     index: list[dict[str, Any]] = []
     for k, entry in enumerate(entries):
