@@ -166,8 +166,9 @@ def load_embedded(device: Union[str, torch.device] = "cpu", dtype: torch.dtype =
     path = Path(path)
     if not (path / "unet" / "config.json").exists():
         raise FileNotFoundError(f"the embedded model's weights are missing at {path}; run scripts/train_embedded.py")
-    unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True)
-    text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, torch_dtype=dtype,
+                                                low_cpu_mem_usage=False)
+    text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True, dtype=dtype)
     settings = json.loads((path / "pipeline.json").read_text())
     pipe = build_embedded_pipeline(unet, text_encoder, guidance_scale=settings["guidance_scale"])
-    return pipe.to(device=device, dtype=dtype)
+    return pipe.to(device)
