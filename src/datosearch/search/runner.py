@@ -14,7 +14,7 @@ from ..space.schedule import Schedule, ScheduleError
 from .evaluator import Evaluation
 
 
-class Evaluator(Protocol):
+class CandidateEvaluator(Protocol):
     """What the loop needs: objective names in study order, a one-off `prepare`, and `evaluate`."""
 
     objectives: list[str]
@@ -91,7 +91,7 @@ def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial |
     return None
 
 
-def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig) -> TrialRecord:
+def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig) -> TrialRecord:
     """Ask one trial, evaluate (or reuse) its schedule, tell the result."""
     start = time.perf_counter()
     trial = study.ask()
@@ -129,7 +129,7 @@ def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfi
     return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, model_s)
 
 
-def run_until(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig, target: int,
+def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig, target: int,
               on_trial: Callable[[TrialRecord], Any] | None = None) -> list[TrialRecord]:
     """Run trials until the study holds `target` finished trials (COMPLETE, FAIL or PRUNED)."""
     records = []
