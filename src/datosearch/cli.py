@@ -48,7 +48,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study configuration (stored in the study; a resume must match it)")
     g.add_argument("--model", help="'embedded' (default), 'tiny', a local diffusers directory or a cached hub id")
     g.add_argument("--prompt", dest="prompts", action="append", help="calibration prompt (repeatable; cycled)")
-    g.add_argument("--images", type=int, help="number of calibration images (default 16), seeds 0..N-1")
+    g.add_argument("--images", type=int, help="number of calibration images (default 12), seeds 0..N-1")
     g.add_argument("--steps", type=int, help="inference steps (default 10)")
     g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
