@@ -51,7 +51,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--images", type=int, help="number of calibration images (default 12), seeds 0..N-1")
     g.add_argument("--steps", type=int, help="inference steps (default 10)")
     g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
     g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence (default fid,latency)")
     g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
