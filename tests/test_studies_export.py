@@ -2,10 +2,11 @@
 
 import json
 import re
-from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from datosearch import cli
@@ -13,9 +14,6 @@ from datosearch.search.evaluator import images_digest
 from datosearch.space.io import json_schema
 from datosearch.studies import open_study
 from search_helpers import TINY_ARGS, one_thread
-
-import numpy as np
-import torch
 
 
 @pytest.fixture(scope="module")

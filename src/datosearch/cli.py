@@ -48,10 +48,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study configuration (stored in the study; a resume must match it)")
     g.add_argument("--model", help="'embedded' (default), 'tiny', a local diffusers directory or a cached hub id")
     g.add_argument("--prompt", dest="prompts", action="append", help="calibration prompt (repeatable; cycled)")
-    g.add_argument("--images", type=int, help="number of calibration images (default 16), seeds 0..N-1")
+    g.add_argument("--images", type=int, help="number of calibration images (default 12), seeds 0..N-1")
     g.add_argument("--steps", type=int, help="inference steps (default 10)")
     g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
     g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence (default fid,latency)")
     g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
@@ -108,25 +108,28 @@ def _opts(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ run / resume
-def _execute(args: argparse.Namespace, resume: bool) -> int:
-    from .search.anchors import anchor_schedules
-    from .studies import build, study as studies
-    from .studies.storage import study_dir
-    from .studies.resolve import resolve
-
-    url = _url(args)
+def _set_threads(args: argparse.Namespace) -> None:
+    """One torch thread on CPU unless `--threads` says otherwise (shared CPUs slow down badly with more)."""
     import torch
 
     from .studies.resolve import default_device
 
     if args.threads or (args.device or default_device()) == "cpu":
-        torch.set_num_threads(args.threads or 1)  # one thread by default: shared CPUs slow down badly with more
-    base = None
-    if resume:
-        base = studies.stored_config(studies.open_study(url, args.study))
-    config, pipe = resolve(_opts(args), base)
+        torch.set_num_threads(args.threads or 1)
+
+
+def _execute(args: argparse.Namespace, resume: bool) -> int:
+    from .search.anchors import anchor_schedules
+    from .studies import build, study as studies
+    from .studies.resolve import resolve
+    from .studies.storage import study_dir
+
     if args.trials is not None and args.trials < 0:
         raise UsageError("--trials must be >= 0")
+    url = _url(args)
+    _set_threads(args)
+    base = studies.stored_config(studies.open_study(url, args.study)) if resume else None
+    config, pipe = resolve(_opts(args), base)
     target = args.trials if args.trials is not None else (None if resume or studies.exists(url, args.study) else 24)
     studies.directions(config.objectives)  # unknown objectives fail before anything is written
     study = studies.check_existing(url, args.study, config)

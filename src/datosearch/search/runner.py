@@ -16,7 +16,7 @@ from .evaluator import Evaluation
 from .liveness import heartbeat, sweep_stale
 
 
-class Evaluator(Protocol):
+class CandidateEvaluator(Protocol):
     """What the loop needs: objective names in study order, a one-off `prepare`, and `evaluate`."""
 
     objectives: list[str]
@@ -84,7 +84,7 @@ def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial |
     return None
 
 
-def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig) -> TrialRecord:
+def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig) -> TrialRecord:
     """Ask one trial, evaluate (or reuse) its schedule, tell the result."""
     start = time.perf_counter()
     with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it (liveness)
@@ -94,7 +94,7 @@ def run_trial(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfi
         return _run_asked(study, trial, evaluator, encoding, start)
 
 
-def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: Evaluator, encoding: EncodingConfig,
+def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEvaluator, encoding: EncodingConfig,
                start: float) -> TrialRecord:
     schedule = suggest(trial, encoding)
     if ANCHOR_ATTR in trial.user_attrs:
@@ -130,7 +130,7 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: Evaluator, e
     return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, model_s)
 
 
-def run_until(study: optuna.Study, evaluator: Evaluator, encoding: EncodingConfig, target: int,
+def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig, target: int,
               on_trial: Callable[[TrialRecord], Any] | None = None,
               stale_after: float | None = None) -> list[TrialRecord]:
     """Run trials until the study holds `target` COMPLETE trials, counted across all workers.

@@ -98,11 +98,38 @@ def calibration(config: Any) -> Calibration:
                        config.batch_size)
 
 
-def extractor_kwargs(config: Any) -> dict[str, Any]:
-    """conv-random gets half as many features as calibration images (the FID covariance needs n > d)."""
+def feature_dims(config: Any) -> int:
+    """FID-proxy feature dimension: half the calibration images (≤ 64; the covariance needs n > d)."""
+    return max(4, min(64, len(config.prompts) // 2))
+
+
+class ProjectedFeatures(torch.nn.Module):
+    """A feature extractor followed by a fixed, seeded random projection to `num_features` dimensions."""
+
+    def __init__(self, extractor: torch.nn.Module, num_features: int, seed: int = 0) -> None:
+        super().__init__()
+        self.extractor, self.num_features = extractor, int(num_features)
+        gen = torch.Generator().manual_seed(seed)
+        weight = torch.randn(extractor.num_features, self.num_features, generator=gen) / self.num_features ** 0.5
+        self.register_buffer("weight", weight)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.extractor(images).float() @ self.weight
+
+
+def make_extractor(config: Any, device: str) -> torch.nn.Module:
+    """The configured extractor with fewer feature dimensions than calibration images (conv-random is
+    built that small; any other extractor that is too wide gets a fixed random projection)."""
+    from ..objectives import get_extractor
+
+    dims = feature_dims(config)
     if config.extractor == "conv-random":
-        return {"num_features": max(4, min(64, len(config.prompts) // 2))}
-    return {}
+        return get_extractor("conv-random", device, num_features=dims)
+    extractor = get_extractor(config.extractor, device)
+    if extractor.num_features < len(config.prompts):
+        return extractor
+    return ProjectedFeatures(extractor, dims).to(device).eval()
 
 
 def prompted_digits(prompts: list[str]) -> list[int]:
@@ -139,7 +166,7 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
                             resolution=[config.height, config.width], steps=config.steps, scheduler=config.scheduler,
                             guidance=config.guidance, dtype=config.dtype)
     reference = obj.load_or_compute_reference(cache_dir, key, lambda: generate(pipe, calib))
-    fid = obj.FidProxy(obj.get_extractor(config.extractor, device, **extractor_kwargs(config)), reference)
+    fid = obj.FidProxy(make_extractor(config, device), reference)
 
     def measure(run: Any) -> float:
         return obj.measure_latency(run, device, config.latency_warmup, config.latency_repeats).median_s

@@ -13,7 +13,7 @@ import torch
 from .build import default_encoding, default_guidance, default_prompts, default_resolution, device_name, load_pipeline, set_scheduler
 from .config import StudyConfig
 
-DEFAULTS: dict[str, Any] = dict(model="embedded", images=16, steps=10, dtype="float32", batch_size=8,
+DEFAULTS: dict[str, Any] = dict(model="embedded", images=12, steps=10, dtype="float32", batch_size=8,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
                                 population=8, sampler_seed=0, encoding_kind="calls", min_full=1, max_nonfull_run=5)
 ENCODING_OPTIONS = {"encoding_kind": "kind", "branches": "branches", "call_scale": "call_scale",

@@ -6,8 +6,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from ..search.evaluator import Evaluator
-from ..search.runner import TrialRecord, enqueue_anchors, run_until
+from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, run_until
 from ..search.samplers import make_sampler
 from ..space.encoding import EncodingConfig
 from ..space.schedule import Schedule
@@ -77,7 +76,7 @@ def budget(study: optuna.Study) -> int:
     return int(study.user_attrs.get(BUDGET_ATTR, 0))
 
 
-def run(study: optuna.Study, evaluator: Evaluator, config: StudyConfig, target: int | None,
+def run(study: optuna.Study, evaluator: CandidateEvaluator, config: StudyConfig, target: int | None,
         on_trial: Callable[[TrialRecord], Any] | None = None, stale_after: float | None = None) -> list[TrialRecord]:
     """Run until the study holds `target` COMPLETE trials (None: the stored budget), with any number
     of other workers; trials of crashed workers are failed and re-queued on the way (`run_until`)."""
