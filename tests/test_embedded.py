@@ -161,10 +161,10 @@ def test_caching_extremes_ordering(pipe, heldout):
     space = pytest.importorskip("datosearch.space")
     steps = 20
     n = steps + 1
-    schedules = {"full": space.Schedule.full(n), "N10": space.Schedule.deepcache(n, interval=10, branch=0),
+    schedules = {"full": space.Schedule.full(n),
                  "reuse-after-5": space.Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))}
     _, vs_full = _tradeoff(pipe, schedules, per_digit=5, steps=steps, real=heldout[0])
-    assert vs_full["reuse-after-5"] > vs_full["N10"] > 0.1
+    assert vs_full["full"] < 1e-3 and vs_full["reuse-after-5"] > 10.0
 
 
 @pytest.mark.slow
@@ -174,7 +174,7 @@ def test_caching_monotone_ordering_vs_full(pipe, heldout):
     schedules = {"full": space.Schedule.full(n)}
     schedules.update({f"N{k}": space.Schedule.deepcache(n, interval=k, branch=0) for k in (2, 5, 10)})
     schedules["reuse-after-5"] = space.Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))
-    vs_real, vs_full = _tradeoff(pipe, schedules, per_digit=20, steps=50, real=heldout[0])
+    vs_real, vs_full = _tradeoff(pipe, schedules, per_digit=5, steps=50, real=heldout[0])  # as measured in docs
     assert list(vs_full.values()) == sorted(vs_full.values())
     assert vs_full["reuse-after-5"] > 10 * vs_full["N2"]
 
