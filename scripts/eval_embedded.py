@@ -69,7 +69,6 @@ def main(argv=None) -> None:
         from datosearch import dato
         from datosearch.space import Schedule
 
-        n_calls = len(pipe.scheduler.timesteps) if False else None
         pipe.scheduler.set_timesteps(args.steps)
         n_calls = len(pipe.scheduler.timesteps)
         schedules = {"full": Schedule.full(n_calls)}
