@@ -5,7 +5,6 @@ This is the one place that wires `datosearch.models` and `datosearch.objectives`
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from ..space.encoding import EncodingConfig
 from ..space.layout import transformer_blocks
 from ..space.schedule import Schedule
 
-log = logging.getLogger(__name__)
 DIGIT_PROMPT = "a handwritten digit {d}"
 SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
               "dpm": "DPMSolverMultistepScheduler"}
@@ -31,18 +29,10 @@ def device_name(device: str) -> str:
 
 
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
-    """The pipeline and the model name actually used ("embedded" falls back to "tiny" until its weights ship)."""
+    """The pipeline and its model name (as stored in the study)."""
     from .. import models
 
-    torch_dtype = getattr(torch, dtype)
-    if model == "embedded":
-        try:
-            pipe = models.load("embedded", device=device, dtype=torch_dtype)
-        except (ImportError, FileNotFoundError) as exc:
-            log.warning("the embedded model is not available (%s); using the tiny random-weight pipeline", exc)
-            model = "tiny"
-    if model != "embedded":
-        pipe = models.load(model, device=device, dtype=torch_dtype)
+    pipe = models.load(model, device=device, dtype=getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe, model
 
