@@ -167,13 +167,19 @@ def test_caching_extremes_ordering(pipe, heldout):
     assert vs_full["full"] < 1e-3 and vs_full["reuse-after-5"] > 10.0
 
 
+def _caching_ladder(n: int) -> dict:
+    """Full compute, DeepCache N=2, 5, 10 (branch 0) and all-reuse after call 5, in order of heavier caching."""
+    from datosearch.space import Schedule
+
+    schedules = {"full": Schedule.full(n)}
+    schedules.update({f"N{k}": Schedule.deepcache(n, interval=k, branch=0) for k in (2, 5, 10)})
+    schedules["reuse-after-5"] = Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))
+    return schedules
+
+
 @pytest.mark.slow
 def test_caching_monotone_ordering_vs_full(pipe, heldout):
-    space = pytest.importorskip("datosearch.space")
-    n = 51
-    schedules = {"full": space.Schedule.full(n)}
-    schedules.update({f"N{k}": space.Schedule.deepcache(n, interval=k, branch=0) for k in (2, 5, 10)})
-    schedules["reuse-after-5"] = space.Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))
+    schedules = _caching_ladder(51)
     vs_real, vs_full = _tradeoff(pipe, schedules, per_digit=5, steps=50, real=heldout[0])  # as measured in docs
     assert list(vs_full.values()) == sorted(vs_full.values())
     assert vs_full["reuse-after-5"] > 10 * vs_full["N2"]
@@ -182,10 +188,6 @@ def test_caching_monotone_ordering_vs_full(pipe, heldout):
 @pytest.mark.slow
 @UNDERTRAINED
 def test_caching_monotone_ordering_vs_real(pipe, heldout):
-    space = pytest.importorskip("datosearch.space")
-    n = 51
-    schedules = {"full": space.Schedule.full(n)}
-    schedules.update({f"N{k}": space.Schedule.deepcache(n, interval=k, branch=0) for k in (2, 5, 10)})
-    schedules["reuse-after-5"] = space.Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))
+    schedules = _caching_ladder(51)
     vs_real, _ = _tradeoff(pipe, schedules, per_digit=20, steps=50, real=heldout[0])
     assert list(vs_real.values()) == sorted(vs_real.values())

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
+from ..models.digits import digit_prompt
 from ..search.evaluator import Calibration, Evaluator, generate
 from ..space.encoding import EncodingConfig
 from ..space.layout import transformer_blocks
 from ..space.schedule import Schedule
 
-DIGIT_PROMPT = "a handwritten digit {d}"
 SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
               "dpm": "DPMSolverMultistepScheduler"}
 
@@ -69,7 +69,7 @@ def default_guidance(pipe: Any) -> float:
 
 def default_prompts(n: int) -> tuple[list[str], list[int]]:
     """`n` calibration prompts cycling over the ten digits, seeds 0..n-1."""
-    return [DIGIT_PROMPT.format(d=i % 10) for i in range(n)], list(range(n))
+    return [digit_prompt(i % 10) for i in range(n)], list(range(n))
 
 
 def default_encoding(pipe: Any, steps: int, **overrides: Any) -> EncodingConfig:
