@@ -80,21 +80,20 @@ def _is_stale(trial: FrozenTrial, now: datetime.datetime, stale_after: float | N
 
 def sweep_stale(study: optuna.Study, stale_after: float | None = None) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker is gone; returns their numbers."""
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     optuna.storages.fail_stale_trials(study)  # RDB heartbeats; re-queues through the storage's callback
     now = datetime.datetime.now()
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_stale(trial, now, stale_after):
-            continue
-        try:
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                retry(study, trial)
-        except UpdateFinishedTrialError:  # another worker failed it first
-            pass
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    return sorted(before - running - _finished_normally(study, before - running))
-
-
-def _finished_normally(study: optuna.Study, numbers: set[int]) -> set[int]:
-    return {t.number for t in study.get_trials(deepcopy=False) if t.number in numbers and t.state != TrialState.FAIL}
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+        if trial.state == TrialState.FAIL:
+            if trial.number in running:  # failed just now by the heartbeat check
+                failed.append(trial.number)
+        elif _is_stale(trial, now, stale_after):
+            try:
+                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    retry(study, trial)
+                    failed.append(trial.number)
+            except UpdateFinishedTrialError:  # another worker failed it first
+                pass
+    return sorted(failed)

@@ -27,7 +27,6 @@ class CandidateEvaluator(Protocol):
 
 KEY_ATTR, SCHEDULE_ATTR, ANCHOR_ATTR = "schedule_key", "schedule", "anchor"
 DEDUP_ATTR, FAIL_ATTR = "dedup_of", "fail_reason"
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -63,10 +62,6 @@ def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: 
         else:
             study.enqueue_trial(params, user_attrs={ANCHOR_ATTR: name}, skip_if_exists=True)
     return skipped
-
-
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def complete_count(study: optuna.Study) -> int:

@@ -21,13 +21,6 @@ SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerD
               "dpm": "DPMSolverMultistepScheduler"}
 
 
-def device_name(device: str) -> str:
-    """A human name of the device (GPU name, or CPU model with thread counts): latency compares only on one."""
-    from ..objectives import device_name as name
-
-    return name(device)
-
-
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
     """The pipeline and its model name (as stored in the study)."""
     from .. import models

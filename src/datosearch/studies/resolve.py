@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from .build import default_encoding, default_guidance, default_prompts, default_resolution, device_name, load_pipeline, set_scheduler
+from ..objectives import device_name
+from .build import default_encoding, default_guidance, default_prompts, default_resolution, load_pipeline, set_scheduler
 from .config import StudyConfig
 
 DEFAULTS: dict[str, Any] = dict(model="embedded", images=12, steps=10, dtype="float32", batch_size=8,
