@@ -120,11 +120,6 @@ def test_output_shape_range_and_determinism(pipe):
     assert pil[0].size == (32, 32) and arr.shape == (1, 32, 32, 1) and isinstance(arr, np.ndarray)
 
 
-UNDERTRAINED = pytest.mark.xfail(
-    reason="the shipped weights (500 steps) do not yet use their conditioning; see docs/embedded.md", strict=False)
-
-
-@UNDERTRAINED
 def test_prompt_adherence_fast(pipe):
     prompts, labels = _prompts(5)
     images = _generate(pipe, prompts, steps=20)
@@ -132,7 +127,6 @@ def test_prompt_adherence_fast(pipe):
 
 
 @pytest.mark.slow
-@UNDERTRAINED
 def test_prompt_adherence_full(pipe):
     prompts, labels = _prompts(20)
     images = _generate(pipe, prompts, steps=50)
@@ -186,7 +180,6 @@ def test_caching_monotone_ordering_vs_full(pipe, heldout):
 
 
 @pytest.mark.slow
-@UNDERTRAINED
 def test_caching_monotone_ordering_vs_real(pipe, heldout):
     schedules = _caching_ladder(51)
     vs_real, _ = _tradeoff(pipe, schedules, per_digit=20, steps=50, real=heldout[0])

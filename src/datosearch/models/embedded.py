@@ -1,6 +1,6 @@
 """The embedded default model: a pixel-space, text-conditioned digit diffusion pipeline.
 
-`EmbeddedDigitsPipeline` follows StableDiffusionPipeline's code path (prompt -> CLIP conditioning ->
+`EmbeddedDigitsPipeline` follows StableDiffusionPipeline's code path (prompt -> text conditioning ->
 scheduler loop with one batched [uncond, cond] U-Net call per step -> images) without a VAE.
 `embedded_unet()` / `embedded_text_encoder()` build the shipped architecture; `load_embedded()` loads
 the trained weights shipped in `models/weights/embedded/`.
@@ -16,14 +16,15 @@ import torch
 from diffusers import DiffusionPipeline, PNDMScheduler, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTokenizer
 
-from .tiny import byte_level_clip_tokenizer, tiny_text_encoder
+from .prompt_encoder import PromptEmbeddingEncoder
+from .tiny import byte_level_clip_tokenizer
 
 EMBEDDED_DIR = Path(__file__).parent / "weights" / "embedded"
 PROMPT_LENGTH = 24  # "a handwritten digit 7" is 20 byte-level tokens with BOS/EOS
 TEXT_DIM = 32
-DEFAULT_GUIDANCE = 2.0
+DEFAULT_GUIDANCE = 1.5
 
 
 def embedded_unet(seed: int = 0) -> UNet2DConditionModel:
@@ -31,16 +32,19 @@ def embedded_unet(seed: int = 0) -> UNet2DConditionModel:
     torch.manual_seed(seed)
     return UNet2DConditionModel(
         sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-        block_out_channels=(8, 32, 64), norm_num_groups=8, cross_attention_dim=TEXT_DIM,
+        block_out_channels=(8, 16, 32), norm_num_groups=8, cross_attention_dim=TEXT_DIM,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        attention_head_dim=(1, 2, 4),  # heads per level (diffusers' legacy name): head dims 8, 16, 16
+        attention_head_dim=(1, 1, 2),  # heads per level (diffusers' legacy name): head dims 8, 16, 16
     )
 
 
-def embedded_text_encoder(seed: int = 0) -> CLIPTextModel:
-    """2-layer, 32-wide CLIP text model over the byte-level tokenizer."""
-    return tiny_text_encoder(hidden_size=TEXT_DIM, max_positions=PROMPT_LENGTH, seed=seed)
+def embedded_text_encoder(seed: int = 0) -> PromptEmbeddingEncoder:
+    """32-wide embedding-table text encoder over the byte-level tokenizer's 514 tokens."""
+    torch.manual_seed(seed)
+    tokenizer = embedded_tokenizer()
+    return PromptEmbeddingEncoder(vocab_size=len(tokenizer), hidden_size=TEXT_DIM,
+                                  max_position_embeddings=PROMPT_LENGTH, eos_token_id=tokenizer.eos_token_id)
 
 
 def embedded_tokenizer() -> CLIPTokenizer:
@@ -49,9 +53,9 @@ def embedded_tokenizer() -> CLIPTokenizer:
 
 
 def embedded_scheduler(**overrides) -> PNDMScheduler:
-    """PLMS (PNDM without Runge-Kutta warm-up) over a linear 1000-step pixel-space noise schedule."""
+    """PLMS (PNDM without Runge-Kutta warm-up), linear 1000-step pixel-space schedule, v-prediction (as SD 2)."""
     config = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                  skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+                  prediction_type="v_prediction", skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
     return PNDMScheduler(**{**config, **overrides})
 
 
@@ -60,7 +64,7 @@ class EmbeddedDigitsPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->unet"
 
-    def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+    def __init__(self, unet: UNet2DConditionModel, text_encoder: PromptEmbeddingEncoder, tokenizer: CLIPTokenizer,
                  scheduler, guidance_scale: float = DEFAULT_GUIDANCE):
         super().__init__()
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
@@ -77,7 +81,7 @@ class EmbeddedDigitsPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def encode_prompt(self, prompt: list[str], device: torch.device) -> torch.Tensor:
-        """Token ids -> CLIP last hidden states (B, PROMPT_LENGTH, TEXT_DIM)."""
+        """Token ids -> text encoder hidden states (B, PROMPT_LENGTH, TEXT_DIM)."""
         ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(device))[0]
@@ -128,11 +132,11 @@ class EmbeddedDigitsPipeline(DiffusionPipeline):
             for t in timesteps:
                 latent_in = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                 latent_in = self.scheduler.scale_model_input(latent_in, t)
-                noise = self.unet(latent_in, t, encoder_hidden_states=cond).sample
+                pred = self.unet(latent_in, t, encoder_hidden_states=cond).sample  # v (or epsilon)
                 if self.do_classifier_free_guidance:
-                    noise_uncond, noise_cond = noise.chunk(2)
-                    noise = noise_uncond + self._guidance_scale * (noise_cond - noise_uncond)
-                latents = self.scheduler.step(noise, t, latents).prev_sample
+                    pred_uncond, pred_cond = pred.chunk(2)
+                    pred = pred_uncond + self._guidance_scale * (pred_cond - pred_uncond)
+                latents = self.scheduler.step(pred, t, latents).prev_sample
                 bar.update()
 
         # 4. pixels in [-1, 1] -> images in [0, 1]
@@ -149,7 +153,7 @@ class EmbeddedDigitsPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images)
 
 
-def build_embedded_pipeline(unet: UNet2DConditionModel, text_encoder: CLIPTextModel,
+def build_embedded_pipeline(unet: UNet2DConditionModel, text_encoder: PromptEmbeddingEncoder,
                             guidance_scale: float = DEFAULT_GUIDANCE) -> EmbeddedDigitsPipeline:
     """Assemble a pipeline with the shipped tokenizer and PLMS scheduler."""
     pipe = EmbeddedDigitsPipeline(unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=embedded_tokenizer(),
@@ -168,7 +172,7 @@ def load_embedded(device: Union[str, torch.device] = "cpu", dtype: torch.dtype =
         raise FileNotFoundError(f"the embedded model's weights are missing at {path}; run scripts/train_embedded.py")
     unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, torch_dtype=dtype,
                                                 low_cpu_mem_usage=False)
-    text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True, dtype=dtype)
+    text_encoder = PromptEmbeddingEncoder.from_pretrained(path / "text_encoder", local_files_only=True, torch_dtype=dtype)
     settings = json.loads((path / "pipeline.json").read_text())
     pipe = build_embedded_pipeline(unet, text_encoder, guidance_scale=settings["guidance_scale"])
     return pipe.to(device)
