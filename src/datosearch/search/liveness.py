@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import os
 import socket
+import warnings
 from typing import Iterator
 
 import optuna
@@ -81,9 +82,11 @@ def _is_stale(trial: FrozenTrial, now: datetime.datetime, stale_after: float | N
 def sweep_stale(study: optuna.Study, stale_after: float | None = None) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker is gone; returns their numbers."""
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)  # RDB heartbeats; re-queues through the storage's callback
+    with warnings.catch_warnings():  # both are stable in practice but marked experimental; keep the bar clean
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # RDB heartbeats; re-queues through the storage's callback
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     now = datetime.datetime.now()
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
         if trial.state == TrialState.FAIL:
