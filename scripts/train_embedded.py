@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--heldout-fraction", type=float, default=0.2)
     p.add_argument("--classifier-epochs", type=int, default=20)
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)

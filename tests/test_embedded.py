@@ -14,6 +14,7 @@ from diffusers import PNDMScheduler
 
 from datosearch import models
 from datosearch.models import digits as dg
+from datosearch.models.attention import EmbeddedAttnProcessor
 from datosearch.models.embedded import EmbeddedDigitsPipeline
 
 
@@ -93,11 +94,17 @@ def test_pipeline_is_sd_shaped(pipe):
     assert len(pipe.scheduler.timesteps) == 51
     assert pipe.unet.config.sample_size == 32 and pipe.do_classifier_free_guidance
     assert set(pipe.components) == {"unet", "text_encoder", "tokenizer", "scheduler"}
-    top = pipe.unet.down_blocks[0].attentions[0]
-    x = torch.zeros(1, pipe.unet.config.block_out_channels[0], 32, 32)
-    assert top.proj_in(top.norm(x)).flatten(2).shape[-1] == 1024  # 1024 tokens at the top level
+    tokens = []
+    top = pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    hook = top.register_forward_pre_hook(lambda m, a: tokens.append(a[0].shape[1]))
+    try:
+        pipe("a handwritten digit 1", num_inference_steps=1, output_type="pt")
+    finally:
+        hook.remove()
+    assert set(tokens) == {1024}  # 1024 tokens at the top level
     levels = [b for b in pipe.unet.down_blocks if getattr(b, "has_cross_attention", False)]
-    assert len(levels) >= 2
+    assert len(levels) >= 2 and any(getattr(b, "has_cross_attention", False) for b in pipe.unet.up_blocks)
+    assert {type(p) for p in pipe.unet.attn_processors.values()} == {EmbeddedAttnProcessor}
 
 
 def test_output_shape_range_and_determinism(pipe):

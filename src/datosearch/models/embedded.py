@@ -18,6 +18,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTokenizer
 
+from .attention import EmbeddedAttnProcessor
 from .prompt_encoder import PromptEmbeddingEncoder
 from .tiny import byte_level_clip_tokenizer
 
@@ -28,15 +29,23 @@ DEFAULT_GUIDANCE = 1.5
 
 
 def embedded_unet(seed: int = 0) -> UNet2DConditionModel:
-    """32x32x1 U-Net, 3 levels; cross-attention transformers at 32x32 (1024 tokens) and 16x16, plus the mid block."""
+    """32x32x1 U-Net, 3 levels; cross-attention transformers at 32x32 (1024 tokens) and 16x16, plus the mid block.
+
+    One transformer block at the top level (in the down path): each one there costs about 30 s of the
+    200-image evaluation on 2 CPU cores, so SD's three would not fit the 60 s budget (docs/embedded.md).
+    Attention runs through `EmbeddedAttnProcessor` (same results as diffusers' SDPA processor, faster on CPU).
+    """
     torch.manual_seed(seed)
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
         block_out_channels=(8, 16, 32), norm_num_groups=8, cross_attention_dim=TEXT_DIM,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(1, 1, 2),  # heads per level (diffusers' legacy name): head dims 8, 16, 16
+        use_linear_projection=True,  # as SD 2
     )
+    unet.set_attn_processor(EmbeddedAttnProcessor())
+    return unet
 
 
 def embedded_text_encoder(seed: int = 0) -> PromptEmbeddingEncoder:
@@ -155,7 +164,8 @@ class EmbeddedDigitsPipeline(DiffusionPipeline):
 
 def build_embedded_pipeline(unet: UNet2DConditionModel, text_encoder: PromptEmbeddingEncoder,
                             guidance_scale: float = DEFAULT_GUIDANCE) -> EmbeddedDigitsPipeline:
-    """Assemble a pipeline with the shipped tokenizer and PLMS scheduler."""
+    """Assemble a pipeline with the shipped tokenizer and PLMS scheduler (its U-Net gets `EmbeddedAttnProcessor`)."""
+    unet.set_attn_processor(EmbeddedAttnProcessor())
     pipe = EmbeddedDigitsPipeline(unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=embedded_tokenizer(),
                                   scheduler=embedded_scheduler(), guidance_scale=guidance_scale)
     pipe.set_progress_bar_config(disable=True)
