@@ -34,9 +34,10 @@ def _plain(attn: Attention, hidden_states: torch.Tensor, attention_mask: Any) ->
 def _attend(attn: Attention, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     """Projections + SDPA (heads narrower than `PAD_TO` zero-padded) + output projection."""
     heads, head_dim, batch = attn.heads, attn.to_q.out_features // attn.heads, x.shape[0]
-    pad = max(PAD_TO - head_dim, 0)
-    q, k, v = (F.pad(y.view(batch, -1, heads, head_dim).transpose(1, 2), (0, pad))
+    q, k, v = (y.view(batch, -1, heads, head_dim).transpose(1, 2)
                for y in (attn.to_q(x), attn.to_k(context), attn.to_v(context)))
+    if head_dim < PAD_TO:
+        q, k, v = (F.pad(y, (0, PAD_TO - head_dim)) for y in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, scale=head_dim ** -0.5)[..., :head_dim]
     out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(q.dtype)
     return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor

@@ -32,7 +32,8 @@ def embedded_unet(seed: int = 0) -> UNet2DConditionModel:
     """32x32x1 U-Net, 3 levels; cross-attention transformers at 32x32 (1024 tokens) and 16x16, plus the mid block.
 
     One transformer block at the top level (in the down path): each one there costs about 30 s of the
-    200-image evaluation on 2 CPU cores, so SD's three would not fit the 60 s budget (docs/embedded.md).
+    200-image evaluation on 2 CPU cores, so an SD-style top level (three blocks with one layer per
+    block) would not fit the 60 s budget (docs/embedded.md).
     Attention runs through `EmbeddedAttnProcessor` (same results as diffusers' SDPA processor, faster on CPU).
     """
     torch.manual_seed(seed)
