@@ -53,7 +53,8 @@ class EmbeddedAttnProcessor(AttnProcessor2_0):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         if encoder_hidden_states is None:
             half = hidden_states.shape[0] // 2
-            if half and 2 * half == hidden_states.shape[0] and torch.equal(hidden_states[:half], hidden_states[half:]):
-                return _attend(attn, hidden_states[:half], hidden_states[:half]).repeat(2, 1, 1)
-            return _attend(attn, hidden_states, hidden_states)
-        return _attend(attn, hidden_states, encoder_hidden_states)
+            twin = hidden_states[:half]
+            if half and 2 * half == hidden_states.shape[0] and torch.equal(twin, hidden_states[half:]):
+                return _attend(attn, twin, twin).repeat(2, 1, 1)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        return _attend(attn, hidden_states, context)
