@@ -20,7 +20,7 @@ def test_dato_coco_plan_matches_the_paper():
     s = Schedule.dato_coco(ratio=0.4)
     assert s.n_calls == 51
     assert [t for t, a in enumerate(s.cache) if a == "full"] == [0, 14, 24, 36, 46]
-    assert s.counts() == {"full": 5, "shallow": 21, "reuse": 25}
+    assert s.counts() == {"full": 5, "shallow": 21, "reuse": 25, "forecast": 0}
     assert set(s.prune.ratios.values()) == {0.4} and len(s.prune.ratios) == 5
 
 
@@ -29,7 +29,7 @@ def test_anchor_constructors():
     assert dc.cache == ["full", 2, 2, "full", 2, 2, "full", 2, 2, "full"]
     cr = Schedule.constant_ratio(5, [TOP], 0.5)
     assert cr.cache == ["full"] * 5 and cr.prune.ratios == {TOP: 0.5}
-    assert Schedule.full(4).counts() == {"full": 4, "shallow": 0, "reuse": 0}
+    assert Schedule.full(4).counts() == {"full": 4, "shallow": 0, "reuse": 0, "forecast": 0}
 
 
 def test_layout_of_tiny_unet():
@@ -58,7 +58,8 @@ def _valid() -> dict:
 
 
 @pytest.mark.parametrize("mutate, field", [
-    (lambda d: d.update(schema="datosearch/schedule@2"), "unknown schema"),
+    (lambda d: d.update(schema="datosearch/schedule@3"), "unknown schema"),
+    (lambda d: d["cache"].__setitem__(1, {"branch": 0, "order": 1}), "cache[1]"),  # forecasts need @2
     (lambda d: d.pop("schema"), "unknown schema"),
     (lambda d: d["cache"].__setitem__(0, "reuse"), "cache[0]"),
     (lambda d: d["cache"].__setitem__(1, "half"), "cache[1]"),
@@ -105,7 +106,7 @@ def test_broken_json_file(tmp_path):
 
 def test_schema_file_ships_with_package():
     schema = io.json_schema()
-    assert schema["properties"]["schema"]["const"] == "datosearch/schedule@1"
+    assert schema["properties"]["schema"]["enum"] == ["datosearch/schedule@1", "datosearch/schedule@2"]
     assert schema["properties"]["prune"]["properties"]["ratios"]["additionalProperties"]["maximum"] == MAX_RATIO
 
 

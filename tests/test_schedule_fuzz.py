@@ -13,6 +13,8 @@ from datosearch.space.schedule import SD15_TOP_BLOCKS
 VALID = Schedule.dato_coco(ratio=0.4).with_meta(model="tiny").to_dict()
 VALID["prune"]["call_scale"] = [1.0] * 51
 TEXT = json.dumps(VALID)
+VALID_V2 = Schedule.dato_coco(ratio=0.4).with_forecast(2, 0.5).to_dict()  # schedule@2: forecasting actions
+TEXTS = [TEXT, json.dumps(VALID_V2)]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
@@ -28,7 +30,7 @@ def _paths(obj, prefix=()):
         yield from _paths(v, prefix + (k,))
 
 
-PATHS = [p for p in _paths(VALID) if p]
+PATHS = [(i, p) for i, doc in enumerate([VALID, VALID_V2]) for p in _paths(doc) if p]
 
 
 def _loads_cleanly(text: str) -> None:
@@ -42,8 +44,9 @@ def _loads_cleanly(text: str) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(PATHS), json_values, st.booleans())
-def test_structural_mutations(path, value, delete):
-    data = json.loads(TEXT)
+def test_structural_mutations(where, value, delete):
+    doc, path = where
+    data = json.loads(TEXTS[doc])
     parent = data
     for key in path[:-1]:
         parent = parent[key]
@@ -55,9 +58,10 @@ def test_structural_mutations(path, value, delete):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, len(TEXT) - 1), st.integers(0, 40), st.text(max_size=5))
-def test_textual_mutations(start, length, insert):
-    _loads_cleanly(TEXT[:start] + insert + TEXT[start + length:])
+@given(st.sampled_from(TEXTS), st.floats(0, 1, exclude_max=True), st.integers(0, 40), st.text(max_size=5))
+def test_textual_mutations(text, at, length, insert):
+    start = int(at * len(text))
+    _loads_cleanly(text[:start] + insert + text[start + length:])
 
 
 def test_non_finite_numbers_are_refused():

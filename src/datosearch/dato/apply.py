@@ -9,8 +9,8 @@ import torch
 from diffusers.hooks import HookRegistry
 
 from ..space import io
-from ..space.schedule import Schedule, ScheduleError
-from .caching import ModuleCacheHook, UNetPlanHook, skipped_modules
+from ..space.schedule import REUSE, Schedule, ScheduleError
+from .caching import EPS, ModuleCacheHook, UNetPlanHook, consumed_module, skipped_modules
 from .pruning import TokenPruneHook
 from .state import DaToContext
 
@@ -31,6 +31,16 @@ def _as_schedule(schedule: Schedule | dict | str | os.PathLike) -> Schedule:
     if isinstance(schedule, dict):
         return io.from_json_obj(schedule)
     return io.load(schedule)
+
+
+def _history_sizes(unet: torch.nn.Module, schedule: Schedule) -> dict[str, int]:
+    """Full-call values each forecast path keeps: the highest order asked of it, plus one."""
+    sizes: dict[str, int] = {}
+    for call, fc in schedule.forecast.items():
+        action = schedule.cache[call]
+        path = EPS if action == REUSE else consumed_module(unet, action)
+        sizes[path] = max(sizes.get(path, 0), fc.order + 1)
+    return sizes
 
 
 class DaToHandle:
@@ -54,13 +64,16 @@ class DaToHandle:
     def _register(self) -> None:
         sched, unet, ctx = self.schedule, self.unet, self.context
         needs_dynamics = sched.prune.active and sched.prune.base_selection == "dynamics"
-        self._hook(unet, UNetPlanHook(ctx, needs_dynamics), PLAN_HOOK)
+        history = _history_sizes(unet, sched)
+        self._hook(unet, UNetPlanHook(ctx, needs_dynamics, history.get(EPS, 0)), PLAN_HOOK)
         cut_by: dict[str, set[int]] = {}
         for branch in sorted({a for a in sched.cache if isinstance(a, int)}):
             for path in skipped_modules(unet, branch):
                 cut_by.setdefault(path, set()).add(branch)
         for path, branches in cut_by.items():
-            self._hook(unet.get_submodule(path), ModuleCacheHook(ctx, path, frozenset(branches)), CACHE_HOOK)
+            forecast_for = frozenset(b for b in branches if consumed_module(unet, b) == path)
+            hook = ModuleCacheHook(ctx, path, frozenset(branches), forecast_for, history.get(path, 0))
+            self._hook(unet.get_submodule(path), hook, CACHE_HOOK)
         for block, ratio in sched.prune.ratios.items():
             if ratio > 0:
                 for target in sched.prune.targets:

@@ -3,6 +3,10 @@
 A shallow call with branch `b` (DeepCache's `cache_branch_id`) runs only the modules outside the
 cut at down block `b // stride`, layer `b % stride`; the modules inside the cut return the output
 they produced at their last run. A reuse call runs nothing and returns the last noise prediction.
+
+Forecasting calls predict instead of reusing, but only the tensor that is consumed: on a shallow
+call the output of the last cut module (`consumed_module`), on a reuse call the noise prediction
+(`EPS`). Their histories are fed by full calls only (`forecast.History`).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from diffusers.hooks import ModelHook
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from ..space.layout import branch_stride
-from ..space.schedule import REUSE
+from ..space.schedule import FULL, REUSE
+from .forecast import main_tensor, with_main_tensor
 from .state import DaToContext
+
+EPS = "<noise prediction>"  # forecast path of reuse calls
 
 
 def skipped_modules(unet: torch.nn.Module, branch: int) -> list[str]:
@@ -48,19 +55,35 @@ def skipped_modules(unet: torch.nn.Module, branch: int) -> list[str]:
     return out
 
 
-class ModuleCacheHook(ModelHook):
-    """Returns the cached output on shallow calls whose branch cuts this module; refreshes it otherwise."""
+def consumed_module(unet: torch.nn.Module, branch: int) -> str:
+    """The cut module whose output the computed part of a shallow call consumes (the last to run)."""
+    return skipped_modules(unet, branch)[-1]
 
-    def __init__(self, ctx: DaToContext, path: str, branches: frozenset[int]) -> None:
+
+class ModuleCacheHook(ModelHook):
+    """Returns the cached output on shallow calls whose branch cuts this module; refreshes it otherwise.
+
+    For the branches in `forecast_for` (this module is their consumed tensor) it also keeps the
+    last `history` full-call outputs and returns a forecast on calls that ask for one.
+    """
+
+    def __init__(self, ctx: DaToContext, path: str, branches: frozenset[int],
+                 forecast_for: frozenset[int] = frozenset(), history: int = 0) -> None:
         super().__init__()
         self.ctx, self.path, self.branches = ctx, path, branches
+        self.forecast_for, self.history = forecast_for, history
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         st = self.ctx.state()
         if isinstance(st.action, int) and st.action in self.branches:
-            return st.features[self.path]
+            cached = st.features[self.path]
+            if st.forecast is None or st.action not in self.forecast_for:
+                return cached
+            return with_main_tensor(cached, st.predict(self.path, main_tensor(cached)))
         out = self.fn_ref.original_forward(*args, **kwargs)
         st.features[self.path] = out
+        if self.history and st.action == FULL:
+            st.remember(self.path, self.history, main_tensor(out))
         return out
 
 
@@ -69,9 +92,9 @@ class UNetPlanHook(ModelHook):
 
     _is_stateful = True
 
-    def __init__(self, ctx: DaToContext, track_dynamics: bool) -> None:
+    def __init__(self, ctx: DaToContext, track_dynamics: bool, eps_history: int = 0) -> None:
         super().__init__()
-        self.ctx, self.track_dynamics = ctx, track_dynamics
+        self.ctx, self.track_dynamics, self.eps_history = ctx, track_dynamics, eps_history
 
     def new_forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: Any, *args: Any, **kwargs: Any) -> Any:
         ctx = self.ctx
@@ -79,11 +102,12 @@ class UNetPlanHook(ModelHook):
             ctx.reset()
         st = ctx.state()
         st.action = ctx.schedule.cache[st.call]
+        st.forecast = ctx.schedule.forecast.get(st.call)
         st.cfg = ctx.cfg()
         st.latent_hw = tuple(sample.shape[-2:])
         st.dynamics.clear()
         if st.action == REUSE:
-            pred = st.last_output
+            pred = st.predict(EPS, st.last_output)
             result: Any = UNet2DConditionOutput(sample=pred) if kwargs.get("return_dict", True) else (pred,)
         else:
             result = self.fn_ref.original_forward(sample, timestep, *args, **kwargs)
@@ -91,6 +115,8 @@ class UNetPlanHook(ModelHook):
             st.last_output = pred
             if self.track_dynamics:
                 st.eps = [*st.eps[-1:], pred]
+            if self.eps_history and st.action == FULL:
+                st.remember(EPS, self.eps_history, pred)
         st.call += 1
         return result
 

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import torch
 from diffusers.hooks.hooks import BaseState, CacheContext, StateManager
 
-from ..space.schedule import FULL, Action, Schedule
+from ..space.schedule import FULL, Action, Forecast, Schedule
+from .forecast import History
 
 _CONTEXT = CacheContext(name="datosearch")
 
@@ -19,16 +20,29 @@ class DaToState(BaseState):
     def __init__(self) -> None:
         self.call = 0  # index of the U-Net call in progress (or the next one)
         self.action: Action = FULL
+        self.forecast: Forecast | None = None  # this call's forecast, if its action has one
         self.cfg = False  # batch is [uncond, cond] halves that share base-token choices
         self.latent_hw: tuple[int, int] = (0, 0)
         self.last_output: torch.Tensor | None = None
         self.eps: list[torch.Tensor] = []  # the last two *computed* noise predictions, newest last
         self.features: dict[str, Any] = {}  # DeepCache: module path -> last output
         self.dynamics: dict[tuple[int, int], torch.Tensor] = {}  # per call: grid -> pooled dynamics
+        self.history: dict[str, History] = {}  # forecast path (module path, or EPS) -> full-call values
         self.generator: torch.Generator | None = None
 
     def reset(self) -> None:
         self.__init__()
+
+    def remember(self, path: str, size: int, value: torch.Tensor) -> None:
+        """Keep `value` as this full call's value of forecast path `path` (the last `size` are kept)."""
+        self.history.setdefault(path, History(size)).update(self.call, value)
+
+    def predict(self, path: str, fallback: torch.Tensor) -> torch.Tensor:
+        """This call's forecast of `path`; `fallback` (the plain cache) when the call does not forecast."""
+        fc, history = self.forecast, self.history.get(path)
+        if fc is None or history is None:
+            return fallback
+        return history.predict(self.call, fc.order, fc.damping)
 
 
 class DaToContext:

@@ -12,12 +12,12 @@ from typing import Any
 
 import jsonschema
 
-from .schedule import SCHEMA_ID, Schedule, ScheduleError
+from .schedule import SCHEMA_IDS, Schedule, ScheduleError
 
 
 @lru_cache(maxsize=1)
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of `datosearch/schedule@1`, shipped in the package."""
+    """The JSON Schema of `datosearch/schedule@1` and `@2` (one file), shipped in the package."""
     return json.loads(resources.files(__package__).joinpath("schedule.schema.json").read_text())
 
 
@@ -33,8 +33,9 @@ def from_json_obj(data: Any, source: str = "schedule") -> Schedule:
     if not isinstance(data, dict):
         raise ScheduleError(f"{source}: expected a JSON object, got {type(data).__name__}")
     version = data.get("schema")
-    if version != SCHEMA_ID:
-        raise ScheduleError(f"{source}: unknown schema {version!r}; this datosearch reads {SCHEMA_ID!r}")
+    if version not in SCHEMA_IDS:
+        raise ScheduleError(f"{source}: unknown schema {version!r}; this datosearch reads "
+                            f"{' and '.join(map(repr, SCHEMA_IDS))}")
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(json_schema()).iter_errors(data))
     if error is not None:
         message = error.message

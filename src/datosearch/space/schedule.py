@@ -1,6 +1,11 @@
 """The schedule: per-U-Net-call cache plan + per-block token-pruning ratios + metadata (DESIGN §2).
 
 In Python a cache action is `"full"`, `"reuse"`, or an `int` branch id (JSON: `{"branch": b}`).
+A non-full call may also forecast what it skips (`Schedule.forecast`, call -> `Forecast`): a
+shallow call predicts the cached tensor its computed part consumes, a reuse call predicts the
+noise prediction, both from the last full calls (DESIGN §9). JSON `datosearch/schedule@2` carries
+it inside the action (`{"branch": b, "order": k, "damping": d}`, `{"reuse": true, "order": k, ...}`);
+a schedule without forecasts is written as `datosearch/schedule@1`, exactly as before.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from .layout import highest_resolution_blocks, n_branches, transformer_blocks
 Action = Union[str, int]
 FULL, REUSE = "full", "reuse"
 MAX_RATIO = 0.75
-SCHEMA_ID = "datosearch/schedule@1"
+MAX_ORDER = 2
+SCHEMA_V1, SCHEMA_V2 = "datosearch/schedule@1", "datosearch/schedule@2"
+SCHEMA_IDS = (SCHEMA_V1, SCHEMA_V2)
 
 # DaTo's published COCO-30k plan for calls 1..50 (LDM numbering): 0 reuse, 1 shallow branch 0, >=2 full.
 DATO_COCO_CODES = [1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 12, 1, 0, 0, 0, 1, 1, 0, 1, 0, 12, 0, 0, 0, 0, 0, 0,
@@ -29,6 +36,24 @@ SD15_TOP_BLOCKS = [f"down_blocks.0.attentions.{i}.transformer_blocks.0" for i in
 
 class ScheduleError(ValueError):
     """A schedule that cannot be used; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Predict a skipped tensor by Newton finite differences over the last `order + 1` full calls.
+
+    `damping` in (0, 1] scales the extrapolation step (the distance from the last full call).
+    """
+
+    order: int
+    damping: float = 1.0
+
+    def validate(self, where: str) -> None:
+        if isinstance(self.order, bool) or not isinstance(self.order, int) or not 1 <= self.order <= MAX_ORDER:
+            raise ScheduleError(f"field '{where}.order': {self.order!r} is not an integer in 1..{MAX_ORDER} "
+                                f"(order 0 is plain reuse: leave the forecast out)")
+        if not 0 < self.damping <= 1:
+            raise ScheduleError(f"field '{where}.damping': {self.damping!r} is outside (0, 1]")
 
 
 @dataclass
@@ -64,9 +89,11 @@ class Schedule:
     cache: list[Action]
     prune: PruneConfig = field(default_factory=PruneConfig)
     meta: dict[str, Any] = field(default_factory=dict)
+    forecast: dict[int, Forecast] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.prune.targets = tuple(self.prune.targets)
+        self.forecast = {int(t): f for t, f in sorted(self.forecast.items())}
         self.validate()
 
     # ----------------------------------------------------------------- anchors
@@ -97,6 +124,11 @@ class Schedule:
         prune = PruneConfig(ratios={b: ratio for b in blocks} if ratio > 0 else {})
         return cls(plan, prune, meta=dict(meta, name=f"dato-coco-r{ratio:g}"))
 
+    def with_forecast(self, order: int, damping: float = 1.0) -> "Schedule":
+        """The same plan with every non-full call forecasting (order 0: no forecast)."""
+        fc = {t: Forecast(order, damping) for t, a in enumerate(self.cache) if a != FULL} if order else {}
+        return replace(self, forecast=fc)
+
     # -------------------------------------------------------------- properties
     @property
     def n_calls(self) -> int:
@@ -106,7 +138,7 @@ class Schedule:
         """How many calls are full, shallow and reused."""
         full = sum(a == FULL for a in self.cache)
         reuse = sum(a == REUSE for a in self.cache)
-        return {"full": full, "shallow": self.n_calls - full - reuse, "reuse": reuse}
+        return {"full": full, "shallow": self.n_calls - full - reuse, "reuse": reuse, "forecast": len(self.forecast)}
 
     def key(self) -> str:
         """Hash of what the accelerator does (cache plan + pruning), ignoring metadata."""
@@ -137,6 +169,10 @@ class Schedule:
         for block, r in p.ratios.items():
             if not 0 <= r <= limit:
                 raise ScheduleError(f"field 'prune.ratios.{block}': {r} is outside [0, {limit:g}]")
+        for t, fc in self.forecast.items():
+            if not 0 <= t < self.n_calls or self.cache[t] == FULL:
+                raise ScheduleError(f"field 'cache[{t}]': only a shallow or reuse call can forecast")
+            fc.validate(f"cache[{t}]")
 
     def validate_for(self, unet: torch.nn.Module) -> None:
         """Check the block names and branch ids against a concrete U-Net."""
@@ -153,13 +189,31 @@ class Schedule:
 
     # ---------------------------------------------------------------- dict I/O
     def to_dict(self) -> dict[str, Any]:
+        """JSON form: `schedule@1` when nothing forecasts (as before forecasting existed), else `@2`."""
         prune = asdict(self.prune)
         prune["targets"] = list(prune["targets"])
-        cache = [a if isinstance(a, str) else {"branch": a} for a in self.cache]
-        return {"schema": SCHEMA_ID, "cache": cache, "prune": prune, "meta": dict(self.meta)}
+        cache = [_action_json(a, self.forecast.get(t)) for t, a in enumerate(self.cache)]
+        schema = SCHEMA_V2 if self.forecast else SCHEMA_V1
+        return {"schema": schema, "cache": cache, "prune": prune, "meta": dict(self.meta)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Schedule":
         """Build from an already schema-validated dict (see `space.io.load`)."""
-        cache = [a["branch"] if isinstance(a, dict) else a for a in data["cache"]]
-        return cls(cache, PruneConfig(**data.get("prune", {})), dict(data.get("meta", {})))
+        cache: list[Action] = []
+        forecast: dict[int, Forecast] = {}
+        for t, a in enumerate(data["cache"]):
+            if isinstance(a, str):
+                cache.append(a)
+                continue
+            cache.append(REUSE if a.get("reuse") else a["branch"])
+            if a.get("order", 0):
+                forecast[t] = Forecast(a["order"], a.get("damping", 1.0))
+        return cls(cache, PruneConfig(**data.get("prune", {})), dict(data.get("meta", {})), forecast)
+
+
+def _action_json(action: Action, forecast: Forecast | None) -> Any:
+    """One cache action as JSON, with its forecast inside the action object (schema@2)."""
+    if forecast is None:
+        return action if isinstance(action, str) else {"branch": action}
+    base: dict[str, Any] = {"reuse": True} if action == REUSE else {"branch": action}
+    return {**base, "order": forecast.order, "damping": forecast.damping}
