@@ -17,6 +17,7 @@ import torch
 
 from .. import dato
 from ..space.schedule import Schedule
+from .trajectory import scheduler_of, steps_of, using_scheduler
 
 
 class CandidateError(RuntimeError):
@@ -60,15 +61,16 @@ def accepts_size(pipe: Any) -> bool:
     return "height" in inspect.signature(pipe.__call__).parameters
 
 
-def generate(pipe: Any, calib: Calibration, limit: int | None = None) -> torch.Tensor:
+def generate(pipe: Any, calib: Calibration, limit: int | None = None, steps: int | None = None) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] for the first `limit` calibration prompts (all by default)."""
     device = pipe.device
+    steps = steps or calib.steps
     size = {"height": calib.height, "width": calib.width} if accepts_size(pipe) else {}
     out = []
     for prompts, seeds in calib.chunks(limit):
         gens = [torch.Generator(device).manual_seed(s) for s in seeds]
         with torch.no_grad():
-            images = pipe(prompts, num_inference_steps=calib.steps, guidance_scale=calib.guidance, generator=gens,
+            images = pipe(prompts, num_inference_steps=steps, guidance_scale=calib.guidance, generator=gens,
                           output_type="pt", **size).images
         out.append(images.float().cpu())
     return torch.cat(out)
@@ -101,20 +103,22 @@ class Evaluator:
 
     def images(self, schedule: Schedule | None) -> torch.Tensor:
         """The calibration batch under `schedule` (None: no acceleration)."""
-        return self._with(schedule, lambda: generate(self.pipe, self.calibration))
+        return self._with(schedule, lambda steps: generate(self.pipe, self.calibration, steps=steps))
 
-    def _with(self, schedule: Schedule | None, run: Callable[[], Any]) -> Any:
-        handle = dato.apply(self.pipe, schedule) if schedule is not None else None
-        try:
-            return run()
-        finally:
-            if handle is not None:
-                handle.remove()
+    def _with(self, schedule: Schedule | None, run: Callable[[int], Any]) -> Any:
+        """Run with the schedule applied, on the scheduler and step count it names (`trajectory`)."""
+        with using_scheduler(self.pipe, scheduler_of(schedule)):
+            handle = dato.apply(self.pipe, schedule) if schedule is not None else None
+            try:
+                return run(steps_of(schedule, self.calibration.steps))
+            finally:
+                if handle is not None:
+                    handle.remove()
 
     def latency(self, schedule: Schedule | None) -> float:
         """Median seconds of generating `latency_images` images under `schedule`."""
-        return self._with(schedule, lambda: self.measure_latency(
-            lambda: generate(self.pipe, self.calibration, self.latency_images)))
+        return self._with(schedule, lambda steps: self.measure_latency(
+            lambda: generate(self.pipe, self.calibration, self.latency_images, steps)))
 
     @property
     def baseline_s(self) -> float:

@@ -13,12 +13,11 @@ import torch
 
 from ..models.digits import digit_prompt
 from ..search.evaluator import Calibration, Evaluator, generate
+from ..search.trajectory import SCHEDULERS, set_scheduler  # noqa: F401  (re-exported)
 from ..space.encoding import EncodingConfig
 from ..space.layout import transformer_blocks
 from ..space.schedule import Schedule
 
-SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
-              "dpm": "DPMSolverMultistepScheduler"}
 
 
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
@@ -28,20 +27,6 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tu
     pipe = models.load(model, device=device, dtype=getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe, model
-
-
-def set_scheduler(pipe: Any, scheduler: str | None) -> str:
-    """Swap the pipeline's scheduler (a short name or a diffusers class name); returns the class name."""
-    if scheduler:
-        import diffusers
-
-        cls_name = SCHEDULERS.get(scheduler.lower(), scheduler)
-        cls = getattr(diffusers, cls_name, None)
-        if cls is None or not hasattr(cls, "from_config"):
-            raise ValueError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)} or a diffusers class")
-        if type(pipe.scheduler).__name__ != cls_name:
-            pipe.scheduler = cls.from_config(pipe.scheduler.config)
-    return type(pipe.scheduler).__name__
 
 
 def n_calls(pipe: Any, steps: int) -> int:
