@@ -33,8 +33,8 @@ def test_anchors_run_first_and_are_labelled():
     evaluator = FakeEvaluator()
     run_until(study, evaluator, ENC, 10)
     anchors = [t.user_attrs.get("anchor") for t in study.trials[:7]]
-    assert anchors == ["full", "deepcache-N2-b0", "deepcache-N3-b0", "deepcache-N5-b0", "dato-coco-r0.4-resampled",
-                       "ratio-0.3", "ratio-0.5"]
+    assert anchors == ["full", "deepcache-N2-b0", "deepcache-N3-b0", "deepcache-N4-b0", "deepcache-N5-b0",
+                       "dato-coco-r0.4-resampled", "ratio-0.3"]
     assert len(study.trials) == 10
 
 

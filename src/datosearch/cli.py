@@ -54,6 +54,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
     g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence (default fid,latency)")
+    g.add_argument("--reference", choices=["converged", "full"],
+                   help="quality is measured against: converged (default; DPM-Solver++ 2M at 100 steps, fair to "
+                        "every sampler) or full (the study's own full compute)")
     g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
     g.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
@@ -65,10 +68,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", choices=["nsga2", "nsga3", "tpe", "gp", "random"], help="default nsga2")
     g.add_argument("--population", type=int, help="NSGA population size (default 8)")
     g.add_argument("--seed", dest="sampler_seed", type=int, help="sampler seed (default 0)")
-    g.add_argument("--encoding", dest="encoding_kind", choices=["calls", "intervals"], help="cache-plan genes (default calls)")
+    g.add_argument("--encoding", dest="encoding_kind", choices=["structured", "calls", "intervals"],
+                   help="cache-plan genes (default structured: full-call count and placement, per-phase action "
+                        "and forecast; calls: one gene per U-Net call)")
+    g.add_argument("--search-steps", action="store_const", const=True,
+                   help="also search the base trajectory: the study's scheduler, DPM-Solver++ 2M and UniPC at "
+                        "10..50 steps (structured encoding)")
     g.add_argument("--branches", type=_ints, help="shallow-step branch choices, e.g. 0,1,2")
     g.add_argument("--call-scale", action="store_const", const=True, help="search a per-call pruning multiplier too")
-    g.add_argument("--max-nonfull-run", type=int, help="constraint: most consecutive non-full calls (default 5)")
+    g.add_argument("--max-nonfull-run", type=int, help="constraint: most consecutive non-full calls (default 5 for "
+                                                         "the calls and intervals encodings, none for structured)")
     g.add_argument("--min-full", type=int, help="constraint: fewest full calls (default 1)")
 
 
@@ -136,7 +145,8 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
     evaluator = build.build_evaluator(pipe, config, study_dir(url, args.study), str(pipe.device))
     created = study is None
     if created:
-        study = studies.create(url, args.study, config, anchor_schedules(pipe.unet, config.encoding["n_calls"]))
+        anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
+        study = studies.create(url, args.study, config, anchors)
     print(f"{'created' if created else 'continuing'} study {args.study!r} in {url} (model {config.model}, "
           f"{config.encoding['n_calls']} U-Net calls, {len(config.prompts)} calibration images, sampler {config.sampler})",
           file=sys.stderr)

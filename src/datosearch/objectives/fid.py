@@ -39,6 +39,11 @@ def _module_device(module: nn.Module) -> torch.device:
 class FidProxy:
     """Fréchet distance between features of candidate images and a fixed reference.
 
+    With `paired=True` (reference images only) the value adds the mean squared feature distance of
+    each candidate image to the reference image of the same prompt and seed. That term is the cost
+    of one coupling, so it bounds the 2-Wasserstein distance the Fréchet distance estimates, in the
+    same units; it is what keeps the proxy monotone and steady on a small calibration batch.
+
     `FidProxy(extractor, reference_images=...)` or `FidProxy(extractor, real_stats="stats.npz")`
     (an .npz with `mu` (D,) and `sigma` (D, D), optionally `n`). Images are float (B, C, H, W) in
     [0, 1]; each side needs more images than the extractor has feature dimensions, or the
@@ -46,9 +51,11 @@ class FidProxy:
     """
 
     def __init__(self, extractor: nn.Module, reference_images: torch.Tensor | None = None,
-                 real_stats: str | os.PathLike | None = None, batch_size: int = 64) -> None:
+                 real_stats: str | os.PathLike | None = None, batch_size: int = 64, paired: bool = False) -> None:
         if (reference_images is None) == (real_stats is None):
             raise ObjectiveError("FidProxy needs exactly one of reference_images and real_stats")
+        if paired and reference_images is None:
+            raise ObjectiveError("the paired FID-proxy term needs reference images, not statistics")
         if not isinstance(getattr(extractor, "num_features", None), int):
             raise ObjectiveError("the feature extractor needs an int `num_features`; build it with get_extractor()")
         self.extractor = extractor
@@ -57,9 +64,12 @@ class FidProxy:
         self.device = _module_device(extractor)
         self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, normalize=True)
         self.metric.to(self.device)
+        self.reference_features: torch.Tensor | None = None
         if reference_images is not None:
             self._check_count(check_images(reference_images, "reference"), "reference")
             self._update(reference_images, real=True)
+            if paired:
+                self.reference_features = self.features(reference_images)
         else:
             self._set_real_stats(*load_stats(real_stats, self.num_features))
 
@@ -85,6 +95,12 @@ class FidProxy:
         m.real_features_cov_sum = sigma * (n - 1) + n * torch.outer(mu, mu)
         m.real_features_num_samples = torch.tensor(n, dtype=torch.long, device=self.device)
 
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (N, D) in float64, as the metric sees them."""
+        chunks = [self.extractor(c.to(self.device, torch.float32)) for c in images.split(self.batch_size)]
+        return torch.cat(chunks).double().cpu()
+
     # --------------------------------------------------------------------- public
     def __call__(self, images: torch.Tensor) -> float:
         images = check_images(images)
@@ -92,6 +108,11 @@ class FidProxy:
         self.metric.reset()  # fake side only
         self._update(images, real=False)
         value = float(self.metric.compute())
+        if self.reference_features is not None:
+            if images.shape[0] != self.reference_features.shape[0]:
+                raise ObjectiveError(f"the paired FID-proxy needs one candidate per reference image: "
+                                     f"{images.shape[0]} vs {self.reference_features.shape[0]}")
+            value += float((self.features(images) - self.reference_features).pow(2).sum(1).mean())
         if not np.isfinite(value):
             raise ObjectiveError(f"the FID-proxy came out {value}; the candidate's features are degenerate")
         return max(value, 0.0)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import torch
 
 from ..space.layout import highest_resolution_blocks
 from ..space.schedule import DATO_COCO_CODES, FULL, REUSE, Action, PruneConfig, Schedule
+from .trajectory import SCHEDULERS
 
-DEEPCACHE_INTERVALS = (2, 3, 5)
+DEEPCACHE_INTERVALS = (2, 3, 4, 5, 6, 8, 10)
 CONSTANT_RATIOS = (0.3, 0.5)
 DATO_RATIO = 0.4
 
@@ -23,11 +26,20 @@ def dato_coco_for(unet: torch.nn.Module, n_calls: int, ratio: float = DATO_RATIO
     return Schedule(plan, prune, meta={"name": f"dato-coco-r{ratio:g}-resampled"})
 
 
-def anchor_schedules(unet: torch.nn.Module, n_calls: int) -> list[Schedule]:
-    """Full compute, DeepCache N=2,3,5 (branch 0), DaTo COCO (ratio 0.4), constant ratios 0.3 and 0.5."""
+def fewer_steps_anchor(trajectory: dict[str, Any]) -> Schedule:
+    """What a user does instead of caching: full compute on a shorter trajectory (another scheduler)."""
+    short = {v: k for k, v in SCHEDULERS.items() if k != "dpm"}.get(trajectory["scheduler"], trajectory["scheduler"])
+    return Schedule.full(trajectory["calls"]).with_meta(name=f"{short}-{trajectory['steps']}",
+                                                         scheduler=trajectory["scheduler"], steps=trajectory["steps"])
+
+
+def anchor_schedules(unet: torch.nn.Module, n_calls: int, fewer: Sequence[dict[str, Any]] = ()) -> list[Schedule]:
+    """Full compute, DeepCache uniform N=2..10 (branch 0), DaTo COCO (ratio 0.4), constant ratios 0.3
+    and 0.5, and full compute on each of the `fewer` (shorter) trajectories."""
     top = highest_resolution_blocks(unet)
     anchors = [Schedule.full(n_calls)]
     anchors += [Schedule.deepcache(n_calls, n, 0) for n in DEEPCACHE_INTERVALS if n < n_calls]
     anchors.append(dato_coco_for(unet, n_calls))
     anchors += [Schedule.constant_ratio(n_calls, top, r) for r in CONSTANT_RATIOS]
+    anchors += [fewer_steps_anchor(t) for t in fewer]
     return anchors

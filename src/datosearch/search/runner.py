@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..space.encoding import EncodingConfig, encode, suggest
+from ..space.encoding import Encoding, EncodingConfig, make_encoding
 from ..space.schedule import Schedule, ScheduleError
 from .evaluator import Evaluation
 from .liveness import heartbeat, sweep_stale
@@ -27,6 +27,7 @@ class CandidateEvaluator(Protocol):
 
 KEY_ATTR, SCHEDULE_ATTR, ANCHOR_ATTR = "schedule_key", "schedule", "anchor"
 DEDUP_ATTR, FAIL_ATTR = "dedup_of", "fail_reason"
+PLAN_ATTR = "exact_plan"  # an anchor outside the encoding's family: evaluated exactly, genes are the nearest
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -51,17 +52,36 @@ class TrialRecord:
     dedup_of: int | None = None
 
 
-def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: EncodingConfig) -> list[str]:
-    """Enqueue the anchors the encoding can express; returns the names of those it cannot."""
+def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: EncodingConfig | Encoding) -> list[str]:
+    """Enqueue the anchors; returns the names of those the encoding cannot express at all.
+
+    An anchor the encoding expresses exactly is enqueued by its genes. One it can only approximate
+    (`nearest_plan`, structured encoding) is enqueued with the nearest genes plus its exact schedule
+    (`PLAN_ATTR`), which is what the trial evaluates; the genes only serve as NSGA-II parents.
+    """
+    enc = make_encoding(encoding)
     skipped = []
     for schedule in anchors:
         name = schedule.meta.get("name", schedule.key())
-        params = encode(schedule, encoding)
+        params = enc.encode(schedule)
+        attrs: dict[str, Any] = {ANCHOR_ATTR: name}
+        if params is None:
+            params = enc.nearest(schedule)
+            attrs[PLAN_ATTR] = schedule.to_dict()
         if params is None:
             skipped.append(name)
         else:
-            study.enqueue_trial(params, user_attrs={ANCHOR_ATTR: name}, skip_if_exists=True)
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=PLAN_ATTR not in attrs)
     return skipped
+
+
+def enqueue_initial(study: optuna.Study, encoding: EncodingConfig | Encoding) -> int:
+    """Enqueue the encoding's first-generation spread (after the anchors); returns how many."""
+    enc = make_encoding(encoding)
+    members = enc.initial()
+    for params in members:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return len(members)
 
 
 def complete_count(study: optuna.Study) -> int:
@@ -69,7 +89,7 @@ def complete_count(study: optuna.Study) -> int:
 
 
 def _retry_attrs(attrs: dict[str, Any], number: int) -> dict[str, Any]:
-    return {**{k: v for k, v in attrs.items() if k == ANCHOR_ATTR}, "retry_of": number}
+    return {**{k: v for k, v in attrs.items() if k in (ANCHOR_ATTR, PLAN_ATTR)}, "retry_of": number}
 
 
 def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial | None:
@@ -79,19 +99,33 @@ def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial |
     return None
 
 
-def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig) -> TrialRecord:
+def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig | Encoding) -> TrialRecord:
     """Ask one trial, evaluate (or reuse) its schedule, tell the result."""
     start = time.perf_counter()
     with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it (liveness)
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         trial = study.ask()
+        # An enqueued trial (anchor, first-generation member, retry) has every gene fixed, so Optuna never
+        # asks the sampler about it; asking for its relative params lets NSGA-II count it in a generation.
+        _ = trial.relative_params
     with heartbeat(study, trial):
         return _run_asked(study, trial, evaluator, encoding, start)
 
 
-def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEvaluator, encoding: EncodingConfig,
-               start: float) -> TrialRecord:
-    schedule = suggest(trial, encoding)
+def _suggest(trial: optuna.Trial, encoding: EncodingConfig | Encoding) -> Schedule:
+    """The trial's schedule: its exact plan if it carries one, else its decoded genes."""
+    enc = make_encoding(encoding)
+    if PLAN_ATTR not in trial.user_attrs:
+        return enc.suggest(trial)
+    enc.sample(trial)  # the nearest genes, kept for NSGA-II's parents
+    schedule = Schedule.from_dict(trial.user_attrs[PLAN_ATTR])
+    enc.report_constraints(trial, schedule)  # the evaluated schedule's, not the genes'
+    return schedule
+
+
+def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEvaluator,
+               encoding: EncodingConfig | Encoding, start: float) -> TrialRecord:
+    schedule = _suggest(trial, encoding)
     if ANCHOR_ATTR in trial.user_attrs:
         schedule = schedule.with_meta(name=trial.user_attrs[ANCHOR_ATTR])
     key = schedule.key()
@@ -100,7 +134,7 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
     duplicate = _find_duplicate(study, key, trial.number)
     if duplicate is not None:
         for name, value in duplicate.user_attrs.items():
-            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, "retry_of"):
+            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, "retry_of"):
                 trial.set_user_attr(name, value)
         trial.set_user_attr(DEDUP_ATTR, duplicate.number)
         study.tell(trial, duplicate.values)
@@ -125,7 +159,7 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
     return TrialRecord(trial.number, TrialState.COMPLETE, time.perf_counter() - start, model_s)
 
 
-def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig, target: int,
+def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig | Encoding, target: int,
               on_trial: Callable[[TrialRecord], Any] | None = None,
               stale_after: float | None = None) -> list[TrialRecord]:
     """Run trials until the study holds `target` COMPLETE trials, counted across all workers.
@@ -136,6 +170,7 @@ def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: Enco
     gives up after `max(10, target)` failures in a row (a configuration where nothing can work).
     """
     records: list[TrialRecord] = []
+    encoding = make_encoding(encoding)
     evaluator.prepare()  # e.g. the baseline latency, before the first trial's clock starts
     failures_in_row = 0
     while failures_in_row < max(10, target):

@@ -1,16 +1,34 @@
-"""Optuna samplers by name: NSGA-II (default), NSGA-III, TPE, GP, random."""
+"""Optuna samplers by name: NSGA-II (default), NSGA-III, TPE, GP, random.
+
+With an encoding that brings its own variation (the structured encoding), NSGA-II takes it as
+its `child_generation_strategy`; the sampler itself stays Optuna's.
+"""
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import optuna
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 
 
-def make_sampler(name: str, population: int = 8, seed: int | None = 0) -> optuna.samplers.BaseSampler:
-    """Build a sampler; constraints reach the samplers through `Trial.set_constraint` (Optuna ≥ 5)."""
+def make_sampler(name: str, population: int = 8, seed: int | None = 0, encoding: Any = None) -> optuna.samplers.BaseSampler:
+    """Build a sampler; constraints reach the samplers through `Trial.set_constraint` (Optuna ≥ 5).
+
+    `encoding` (an `Encoding`, an `EncodingConfig` or its dict) supplies NSGA-II's child generation.
+    """
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+        strategy = None
+        if encoding is not None:
+            from ..space.encoding import make_encoding
+
+            strategy = make_encoding(encoding).child_strategy(seed)
+        with warnings.catch_warnings():  # child_generation_strategy is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.NSGAIISampler(population_size=population, seed=seed,
+                                                 child_generation_strategy=strategy)
     if name == "nsga3":
         return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
     if name == "tpe":

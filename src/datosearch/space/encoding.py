@@ -1,36 +1,42 @@
-"""Optuna encodings of a schedule: genes → `Schedule`, `Schedule` → genes (for enqueueing anchors).
+"""Optuna encodings of a schedule: a shared config, a small base class, a registry by name.
 
-Two cache-plan encodings share the pruning genes:
+Each encoding (one module each) turns genes into a `Schedule` and back:
 
-- ``"calls"``: one categorical gene per U-Net call ``c{t}`` (t ≥ 1; call 0 is always full) with choices
-  ``"full"``, ``"reuse"`` and ``"b{branch}"`` (DeepCache shallow step with that branch);
-- ``"intervals"``: segment genes ``seg{k}`` (length, 1..max_interval) and ``act{k}`` (what the
-  non-first calls of the segment do); each segment starts with a full call, segments are laid
-  out until every call is covered and the rest are ignored (so the genome has a fixed size).
+- ``"structured"`` (`space.structured`, the default): number of full calls, their placement by a
+  warp of normalized time, per-phase action with forecast order and damping, optionally the base
+  trajectory (scheduler and step count); its own NSGA-II variation (`search.variation`);
+- ``"calls"`` (`space.calls`): one categorical gene per U-Net call;
+- ``"intervals"`` (`space.intervals`): segment lengths plus one action per segment.
 
-Pruning: one categorical gene ``r:{block}`` per searched block over `RATIO_STEPS`, and, if
-``call_scale`` is on, one multiplier gene ``s{t}`` per call. Constraints (max consecutive
-non-full calls, min full calls) are reported with `optuna.trial.Trial.set_constraint`; a value
-> 0 is a violation and NSGA-II/NSGA-III/TPE/GP treat the trial as infeasible.
+All share the pruning genes: one categorical ``r:{block}`` per searched block over `RATIO_STEPS`
+and, with ``call_scale``, a multiplier ``s{t}`` per call. Constraints (max consecutive non-full
+calls, min full calls) go through `optuna.trial.Trial.set_constraint` (> 0 is a violation).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Mapping
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from .schedule import FULL, REUSE, Action, PruneConfig, Schedule
 
 RATIO_STEPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75)
 SCALE_STEPS = (0.5, 1.0, 1.5)
-KINDS = ("calls", "intervals")
+DAMPING_STEPS = (0.25, 0.5, 0.75, 1.0)
+KINDS = ("structured", "calls", "intervals")
 
 
 @dataclass
 class EncodingConfig:
-    """What the search may change, and the feasibility constraints. JSON-serialisable."""
+    """What the search may change, and the feasibility constraints. JSON-serialisable.
+
+    `trajectories` (structured only) lists the base trajectories the search may pick, each
+    `{"scheduler": class name, "steps": int, "calls": int}`; the first is the study's own. Empty:
+    the study's own trajectory only.
+    """
 
     n_calls: int
     blocks: list[str] = field(default_factory=list)
@@ -45,20 +51,33 @@ class EncodingConfig:
     min_full: int = 1
     noise_alpha: float = 0.1
     base_selection: str = "dynamics"
+    orders: list[int] = field(default_factory=lambda: [0, 1, 2])
+    damping_steps: list[float] = field(default_factory=lambda: list(DAMPING_STEPS))
+    phases: int = 3
+    trajectories: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"encoding kind must be one of {KINDS}, got {self.kind!r}")
         if self.n_calls < 1:
             raise ValueError(f"n_calls must be >= 1, got {self.n_calls}")
-        if not self.branches and not self.allow_reuse and self.kind == "intervals":
-            raise ValueError("the intervals encoding needs at least one branch or reuse")
+        if not self.branches and not self.allow_reuse and self.kind != "calls":
+            raise ValueError(f"the {self.kind} encoding needs at least one branch or reuse")
         self.blocks, self.branches = list(self.blocks), [int(b) for b in self.branches]
         self.ratio_steps = [float(r) for r in self.ratio_steps]
         self.scale_steps = [float(s) for s in self.scale_steps]
+        self.damping_steps = [float(d) for d in self.damping_steps]
+        self.orders = [int(o) for o in self.orders]
+        self.trajectories = [dict(t) for t in self.trajectories]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def normalised(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored encoding dict with today's defaults filled in (older studies lack newer fields)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).to_dict()
 
     @property
     def actions(self) -> list[str]:
@@ -67,114 +86,170 @@ class EncodingConfig:
 
 
 # ------------------------------------------------------------------ genes <-> actions
-def _action(gene: str) -> Action:
+def action_of(gene: str) -> Action:
     return int(gene[1:]) if gene.startswith("b") else gene
 
 
-def _gene(action: Action) -> str:
+def gene_of(action: Action) -> str:
     return action if isinstance(action, str) else f"b{action}"
 
 
-def distributions(cfg: EncodingConfig) -> dict[str, optuna.distributions.CategoricalDistribution]:
-    """Every gene of the encoding and its categorical choices (a fixed-size genome)."""
-    cat = optuna.distributions.CategoricalDistribution
-    dists: dict[str, Any] = {}
-    if cfg.kind == "calls":
-        for t in range(1, cfg.n_calls):
-            dists[f"c{t}"] = cat([FULL] + cfg.actions)
-    else:
-        for k in range(cfg.n_calls):
-            dists[f"seg{k}"] = cat(list(range(1, cfg.max_interval + 1)))
-            dists[f"act{k}"] = cat(cfg.actions)
-    for block in cfg.blocks:
-        dists[f"r:{block}"] = cat(cfg.ratio_steps)
-    if cfg.call_scale:
-        for t in range(cfg.n_calls):
-            dists[f"s{t}"] = cat(cfg.scale_steps)
-    return dists
-
-
-def _cache_plan(params: Mapping[str, Any], cfg: EncodingConfig) -> list[Action]:
-    if cfg.kind == "calls":
-        return [FULL] + [_action(params[f"c{t}"]) for t in range(1, cfg.n_calls)]
-    plan: list[Action] = []
-    k = 0
-    while len(plan) < cfg.n_calls:
-        plan += [FULL] + [_action(params[f"act{k}"])] * (int(params[f"seg{k}"]) - 1)
-        k += 1
-    return plan[: cfg.n_calls]
-
-
-def decode(params: Mapping[str, Any], cfg: EncodingConfig, **meta: Any) -> Schedule:
-    """Build the schedule that a complete set of genes describes."""
-    ratios = {b: float(params[f"r:{b}"]) for b in cfg.blocks if float(params[f"r:{b}"]) > 0}
-    scale = [float(params[f"s{t}"]) for t in range(cfg.n_calls)] if cfg.call_scale and ratios else None
-    prune = PruneConfig(ratios=ratios, call_scale=scale, noise_alpha=cfg.noise_alpha,
-                        base_selection=cfg.base_selection)
-    return Schedule(_cache_plan(params, cfg), prune, meta=dict(meta))
-
-
-def suggest(trial: optuna.Trial, cfg: EncodingConfig) -> Schedule:
-    """Sample (or take the enqueued) genes of `trial`, decode them and report the constraints."""
-    params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in distributions(cfg).items()}
-    schedule = decode(params, cfg)
-    for key, value in constraint_values(schedule, cfg).items():
-        trial.set_constraint(key, value)
-    return schedule
-
-
-# ------------------------------------------------------------------ schedule -> genes
-def _nearest(value: float, steps: list[float]) -> float | None:
+def nearest_step(value: float, steps: list[float]) -> float | None:
+    """The step equal to `value` (within 1e-9), else None."""
     match = [s for s in steps if abs(s - value) < 1e-9]
     return match[0] if match else None
 
 
-def _interval_genes(plan: list[Action], cfg: EncodingConfig) -> dict[str, Any] | None:
-    starts = [t for t, a in enumerate(plan) if a == FULL]
-    params: dict[str, Any] = {}
-    for k, start in enumerate(starts):
-        end = starts[k + 1] if k + 1 < len(starts) else len(plan)
-        rest = set(plan[start + 1:end])
-        if end - start > cfg.max_interval or len(rest) > 1:
+class Encoding:
+    """Genes ↔ schedules for one cache-plan family; the pruning genes and constraints are shared."""
+
+    name = "base"
+    version = 1
+
+    def __init__(self, cfg: EncodingConfig) -> None:
+        self.cfg = cfg
+
+    # -- what subclasses provide
+    def plan_distributions(self) -> dict[str, BaseDistribution]:
+        raise NotImplementedError
+
+    def decode_plan(self, params: Mapping[str, Any]) -> Schedule:
+        """The schedule (cache plan, forecasts, trajectory meta) that the plan genes describe."""
+        raise NotImplementedError
+
+    def encode_plan(self, schedule: Schedule) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def nearest(self, schedule: Schedule) -> dict[str, Any] | None:
+        """Genes of the closest family member (with pruning genes), or None if there is none."""
+        params = self.nearest_plan(schedule)
+        if params is None:  # nothing near: the genes of full compute, a neutral parent
+            params = self.encode_plan(Schedule.full(self.cfg.n_calls))
+        if params is None:
             return None
-        gene = _gene(rest.pop()) if rest else cfg.actions[0]
-        if gene not in cfg.actions:
+        ratios = schedule.prune.ratios
+        params.update({f"r:{b}": min(self.cfg.ratio_steps, key=lambda r: abs(r - ratios.get(b, 0.0)))
+                       for b in self.cfg.blocks})
+        if self.cfg.call_scale:
+            params.update({f"s{t}": 1.0 if 1.0 in self.cfg.scale_steps else self.cfg.scale_steps[0]
+                           for t in range(self.cfg.n_calls)})
+        return params
+
+    def nearest_plan(self, schedule: Schedule) -> dict[str, Any] | None:
+        """Plan genes of the closest family member; by default only exact ones (`encode_plan`)."""
+        return self.encode_plan(schedule)
+
+    def child_strategy(self, seed: int | None) -> Callable[..., dict[str, Any]] | None:
+        """An NSGA-II `child_generation_strategy`, or None for Optuna's default variation."""
+        return None
+
+    def initial(self) -> list[dict[str, Any]]:
+        """Genes enqueued after the anchors as the first generation (none: the sampler's own start)."""
+        return []
+
+    # -- shared
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Every gene and its distribution (a fixed-size genome)."""
+        dists: dict[str, BaseDistribution] = dict(self.plan_distributions())
+        for block in self.cfg.blocks:
+            dists[f"r:{block}"] = CategoricalDistribution(self.cfg.ratio_steps)
+        if self.cfg.call_scale:
+            for t in range(self.cfg.n_calls):
+                dists[f"s{t}"] = CategoricalDistribution(self.cfg.scale_steps)
+        return dists
+
+    def decode(self, params: Mapping[str, Any], **meta: Any) -> Schedule:
+        """Build the schedule that a complete set of genes describes."""
+        cfg = self.cfg
+        plan = self.decode_plan(params)
+        ratios = {b: float(params[f"r:{b}"]) for b in cfg.blocks if float(params[f"r:{b}"]) > 0}
+        scale = [float(params[f"s{t}"]) for t in range(cfg.n_calls)] if cfg.call_scale and ratios else None
+        plan.prune = PruneConfig(ratios=ratios, call_scale=scale, noise_alpha=cfg.noise_alpha,
+                                 base_selection=cfg.base_selection)
+        plan.meta.update(meta)
+        plan.validate()
+        return plan
+
+    def encode(self, schedule: Schedule) -> dict[str, Any] | None:
+        """Genes that decode to `schedule`, or None if the encoding cannot express it exactly."""
+        cfg, p = self.cfg, schedule.prune
+        if set(p.ratios) - set(cfg.blocks):
             return None
-        params[f"seg{k}"], params[f"act{k}"] = end - start, gene
-    for k in range(len(starts), cfg.n_calls):  # unused tail segments: a fixed filler
-        params[f"seg{k}"], params[f"act{k}"] = 1, cfg.actions[0]
-    return params
+        if (p.noise_alpha, p.base_selection, p.sx, p.sy) != (cfg.noise_alpha, cfg.base_selection, 2, 2):
+            return None
+        params = self.encode_plan(schedule)
+        if params is None:
+            return None
+        for block in cfg.blocks:
+            step = nearest_step(p.ratios.get(block, 0.0), cfg.ratio_steps)
+            if step is None:
+                return None
+            params[f"r:{block}"] = step
+        if cfg.call_scale:
+            steps = [nearest_step(s, cfg.scale_steps) for s in (p.call_scale or [1.0] * cfg.n_calls)]
+            if None in steps or len(steps) != cfg.n_calls:
+                return None
+            params.update({f"s{t}": s for t, s in enumerate(steps)})
+        elif p.call_scale is not None:
+            return None
+        return params if self.decode(params).key() == schedule.key() else None
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample (or take the enqueued) genes of `trial`."""
+        return {name: suggest_gene(trial, name, dist) for name, dist in self.distributions().items()}
+
+    def suggest(self, trial: optuna.Trial) -> Schedule:
+        """Sample the genes of `trial`, decode them and report the constraints."""
+        schedule = self.decode(self.sample(trial))
+        self.report_constraints(trial, schedule)
+        return schedule
+
+    def report_constraints(self, trial: optuna.Trial, schedule: Schedule) -> None:
+        for key, value in constraint_values(schedule, self.cfg).items():
+            trial.set_constraint(key, value)
+
+
+def suggest_gene(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    """`trial.suggest_*` for a distribution object (categorical, int or float)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise TypeError(f"gene {name!r}: unsupported distribution {type(dist).__name__}")
+
+
+# ------------------------------------------------------------------ registry
+def make_encoding(cfg: "Encoding | EncodingConfig | Mapping[str, Any]") -> Encoding:
+    """The encoding object a config names (`cfg.kind`); an encoding object is returned as it is."""
+    if isinstance(cfg, Encoding):
+        return cfg
+    from .calls import PerCallEncoding
+    from .intervals import IntervalEncoding
+    from .structured import StructuredEncoding
+
+    if not isinstance(cfg, EncodingConfig):
+        cfg = EncodingConfig(**cfg)
+    kinds: dict[str, type[Encoding]] = {"calls": PerCallEncoding, "intervals": IntervalEncoding,
+                                        "structured": StructuredEncoding}
+    return kinds[cfg.kind](cfg)
+
+
+def distributions(cfg: EncodingConfig) -> dict[str, BaseDistribution]:
+    return make_encoding(cfg).distributions()
+
+
+def decode(params: Mapping[str, Any], cfg: EncodingConfig, **meta: Any) -> Schedule:
+    return make_encoding(cfg).decode(params, **meta)
 
 
 def encode(schedule: Schedule, cfg: EncodingConfig) -> dict[str, Any] | None:
-    """Genes that decode to `schedule`, or None if the encoding cannot express it exactly."""
-    if schedule.n_calls != cfg.n_calls or set(schedule.prune.ratios) - set(cfg.blocks):
-        return None
-    p = schedule.prune
-    if (p.noise_alpha, p.base_selection, p.sx, p.sy) != (cfg.noise_alpha, cfg.base_selection, 2, 2):
-        return None
-    if cfg.kind == "calls":
-        params: dict[str, Any] | None = {f"c{t}": _gene(schedule.cache[t]) for t in range(1, cfg.n_calls)}
-        if any(g not in [FULL] + cfg.actions for g in params.values()):
-            return None
-    else:
-        params = _interval_genes(schedule.cache, cfg)
-        if params is None:
-            return None
-    for block in cfg.blocks:
-        step = _nearest(p.ratios.get(block, 0.0), cfg.ratio_steps)
-        if step is None:
-            return None
-        params[f"r:{block}"] = step
-    if cfg.call_scale:
-        scale = p.call_scale or [1.0] * cfg.n_calls
-        steps = [_nearest(s, cfg.scale_steps) for s in scale]
-        if None in steps:
-            return None
-        params.update({f"s{t}": s for t, s in enumerate(steps)})
-    elif p.call_scale is not None:
-        return None
-    return params if decode(params, cfg).key() == schedule.key() else None
+    return make_encoding(cfg).encode(schedule)
+
+
+def suggest(trial: optuna.Trial, cfg: EncodingConfig) -> Schedule:
+    return make_encoding(cfg).suggest(trial)
 
 
 # ------------------------------------------------------------------ constraints

@@ -141,9 +141,13 @@ class Schedule:
         return {"full": full, "shallow": self.n_calls - full - reuse, "reuse": reuse, "forecast": len(self.forecast)}
 
     def key(self) -> str:
-        """Hash of what the accelerator does (cache plan + pruning), ignoring metadata."""
+        """Hash of what the accelerator does (cache plan, forecasts, pruning and the base trajectory
+        `meta.scheduler`/`meta.steps` when the schedule names one), ignoring other metadata."""
         body = self.to_dict()
-        body.pop("meta")
+        meta = body.pop("meta")
+        trajectory = {k: meta[k] for k in ("scheduler", "steps") if meta.get(k) is not None}
+        if trajectory:
+            body["trajectory"] = trajectory
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_meta(self, **meta: Any) -> "Schedule":

@@ -50,14 +50,52 @@ def default_prompts(n: int) -> tuple[list[str], list[int]]:
     return [digit_prompt(i % 10) for i in range(n)], list(range(n))
 
 
-def default_encoding(pipe: Any, steps: int, **overrides: Any) -> EncodingConfig:
-    """Search every transformer block's ratio and per-call cache actions (branches 0..2)."""
+SEARCH_STEPS = (10, 15, 20, 25, 30, 40, 50)
+FEWER_STEPS = (5, 7, 10, 15, 25)
+SEARCH_SOLVERS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+
+
+def trajectory_table(pipe: Any, pairs: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """`{"scheduler", "steps", "calls"}` for each (scheduler class, steps): the U-Net calls it makes."""
+    from ..search.trajectory import using_scheduler
+
+    out = []
+    for name, steps in pairs:
+        with using_scheduler(pipe, name) as scheduler:
+            out.append({"scheduler": type(scheduler).__name__, "steps": steps, "calls": n_calls(pipe, steps)})
+    return out
+
+
+def trajectories(pipe: Any, steps: int) -> list[dict[str, Any]]:
+    """Base trajectories for `--search-steps`: the study's own first, then its scheduler, DPM-Solver++ 2M
+    and UniPC at `SEARCH_STEPS`."""
+    own = type(pipe.scheduler).__name__
+    pairs = [(own, steps)] + [(name, s) for name in (own, *SEARCH_SOLVERS) for s in SEARCH_STEPS
+                              if (name, s) != (own, steps)]
+    return trajectory_table(pipe, pairs)
+
+
+def fewer_steps(pipe: Any, steps: int) -> list[dict[str, Any]]:
+    """The fewer-steps anchors' trajectories: the study's scheduler, DPM-Solver++ 2M and UniPC at
+    `FEWER_STEPS` (below the study's own step count)."""
+    own = type(pipe.scheduler).__name__
+    names = [own] + [n for n in SEARCH_SOLVERS if n != own]
+    return trajectory_table(pipe, [(n, s) for n in names for s in FEWER_STEPS if s < steps])
+
+
+def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overrides: Any) -> EncodingConfig:
+    """Search every transformer block's ratio and the cache plan (branches 0..2); with `search_steps`,
+    the base trajectory too (structured encoding only)."""
     branches = overrides.pop("branches", None) or [0, 1, 2]
     from ..space.layout import n_branches
 
     fields = dict(n_calls=n_calls(pipe, steps), blocks=[b.path for b in transformer_blocks(pipe.unet)],
                   branches=[b for b in branches if b < n_branches(pipe.unet)])
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    if search_steps:
+        if fields.get("kind") != "structured":
+            raise ValueError("--search-steps needs the structured encoding (--encoding structured)")
+        fields["trajectories"] = trajectories(pipe, steps)
     return EncodingConfig(**fields)
 
 
@@ -122,6 +160,23 @@ def extra_scores(config: Any) -> dict[str, Any]:
 SUPPORTED = ("fid", "latency", "macs", "psnr", "adherence")
 
 
+def reference_images(pipe: Any, config: Any, cache_dir: Path) -> torch.Tensor:
+    """The images quality is measured against, computed once and cached: the study's own full compute,
+    or (`reference="converged"`) the converged trajectory, DPM-Solver++ 2M at 100 steps."""
+    from .. import objectives as obj
+    from ..search.trajectory import CONVERGED_SCHEDULER, CONVERGED_STEPS, using_scheduler
+
+    calib = calibration(config)
+    scheduler, steps = config.scheduler, config.steps
+    if config.reference == "converged":
+        scheduler, steps = CONVERGED_SCHEDULER, CONVERGED_STEPS
+    key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds,
+                            resolution=[config.height, config.width], steps=steps, scheduler=scheduler,
+                            guidance=config.guidance, dtype=config.dtype)
+    with using_scheduler(pipe, scheduler):
+        return obj.load_or_compute_reference(cache_dir, key, lambda: generate(pipe, calib, steps=steps))
+
+
 def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:
     """An `Evaluator` whose reference images are the full-compute batch, cached under `cache_dir`."""
     from .. import objectives as obj
@@ -130,11 +185,8 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
     if unsupported:
         raise ValueError(f"objective {unsupported[0]!r} is not supported by the evaluator ({', '.join(SUPPORTED)})")
     calib = calibration(config)
-    key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds,
-                            resolution=[config.height, config.width], steps=config.steps, scheduler=config.scheduler,
-                            guidance=config.guidance, dtype=config.dtype)
-    reference = obj.load_or_compute_reference(cache_dir, key, lambda: generate(pipe, calib))
-    fid = obj.FidProxy(make_extractor(config, device), reference)
+    reference = reference_images(pipe, config, cache_dir)
+    fid = obj.FidProxy(make_extractor(config, device), reference, paired=config.fid_paired)
 
     def measure(run: Any) -> float:
         return obj.measure_latency(run, device, config.latency_warmup, config.latency_repeats).median_s

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 CONFIG_ATTR = "datosearch_config"
+REFERENCES = ("full", "converged")
 BUDGET_ATTR = "datosearch_budget"
 
 
@@ -41,6 +42,8 @@ class StudyConfig:
     sampler: str = "nsga2"
     population: int = 8
     sampler_seed: int = 0
+    reference: str = "full"  # what quality is measured against: "full" compute or the "converged" trajectory
+    fid_paired: bool = False  # the FID-proxy adds the paired feature distance (see objectives.fid)
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):
@@ -49,6 +52,8 @@ class StudyConfig:
             raise ValueError("the calibration batch needs at least one prompt")
         self.prompts, self.seeds, self.objectives = list(self.prompts), [int(s) for s in self.seeds], list(self.objectives)
         self.guidance = float(self.guidance)
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (round-trips through `json`)."""
@@ -67,7 +72,7 @@ class StudyConfig:
         """Names of the fields whose values differ (encoding sub-fields as `encoding.NAME`)."""
         a, b = self.to_json(), other.to_json()
         out = [k for k in a if k != "encoding" and a[k] != b[k]]
-        enc_a, enc_b = a["encoding"], b["encoding"]
+        enc_a, enc_b = _encoding(a["encoding"]), _encoding(b["encoding"])
         out += [f"encoding.{k}" for k in sorted(set(enc_a) | set(enc_b)) if enc_a.get(k) != enc_b.get(k)]
         return out
 
@@ -79,6 +84,16 @@ class StudyConfig:
             more = f" and {len(differing) - 6} more" if len(differing) > 6 else ""
             raise StudyConfigError(f"study {study_name!r} was created with a different configuration: "
                                    f"{shown}{more}; use another --study name or the stored settings")
+
+
+def _encoding(data: dict[str, Any]) -> dict[str, Any]:
+    """An encoding dict with today's defaults for fields an older study did not store."""
+    from ..space.encoding import EncodingConfig
+
+    try:
+        return EncodingConfig.normalised(data)
+    except (TypeError, ValueError):
+        return data
 
 
 def _short(config: StudyConfig, key: str) -> str:

@@ -11,12 +11,15 @@ from typing import Any
 import torch
 
 from ..objectives import device_name
-from .build import default_encoding, default_guidance, default_prompts, default_resolution, load_pipeline, set_scheduler
+from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline, set_scheduler
 from .config import StudyConfig
 
-DEFAULTS: dict[str, Any] = dict(model="embedded", images=12, steps=10, dtype="float32", batch_size=8,
+DEFAULTS: dict[str, Any] = dict(model="embedded", images=12, steps=50, dtype="float32", batch_size=8,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
-                                population=8, sampler_seed=0, encoding_kind="calls", min_full=1, max_nonfull_run=5)
+                                population=8, sampler_seed=0, encoding_kind="structured", min_full=1,
+                                reference="converged")
+# The per-call genome needs a bound on runs of non-full calls; the structured one places full calls itself.
+MAX_NONFULL_RUN = {"calls": 5, "intervals": 5}
 ENCODING_OPTIONS = {"encoding_kind": "kind", "branches": "branches", "call_scale": "call_scale",
                     "max_nonfull_run": "max_nonfull_run", "min_full": "min_full"}
 
@@ -55,9 +58,13 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
     enc_overrides = {field: opts[name] for name, field in ENCODING_OPTIONS.items() if opts.get(name) is not None}
     if base is not None:
         encoding = {**base.encoding, **enc_overrides}
+        if opts.get("search_steps") and not encoding.get("trajectories"):  # differs from the stored study
+            encoding["trajectories"] = trajectories(pipe, steps)
     else:
         defaults = {field: DEFAULTS[name] for name, field in ENCODING_OPTIONS.items() if name in DEFAULTS}
-        encoding = default_encoding(pipe, steps, **{**defaults, **enc_overrides}).to_dict()
+        fields = {**defaults, **enc_overrides}
+        fields.setdefault("max_nonfull_run", MAX_NONFULL_RUN.get(fields["kind"]))
+        encoding = default_encoding(pipe, steps, bool(opts.get("search_steps")), **fields).to_dict()
     config = StudyConfig(
         model=model, prompts=prompts, seeds=seeds, height=int(height), width=int(width), steps=int(steps),
         scheduler=scheduler, guidance=float(pick("guidance", "guidance") or default_guidance(pipe)), objectives=list(objectives),
@@ -66,5 +73,6 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         latency_warmup=int(pick("latency_warmup", "latency_warmup")),
         latency_repeats=int(pick("latency_repeats", "latency_repeats")), encoding=encoding,
         sampler=pick("sampler", "sampler"), population=int(pick("population", "population")),
-        sampler_seed=int(pick("sampler_seed", "sampler_seed")))
+        sampler_seed=int(pick("sampler_seed", "sampler_seed")), reference=pick("reference", "reference"),
+        fid_paired=base.fid_paired if base is not None else True)
     return config, pipe

@@ -6,9 +6,9 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, run_until
+from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, enqueue_initial, run_until
 from ..search.samplers import make_sampler
-from ..space.encoding import EncodingConfig
+from ..space.encoding import make_encoding
 from ..space.schedule import Schedule
 from .config import BUDGET_ATTR, CONFIG_ATTR, StudyConfig, StudyConfigError
 from .storage import open_storage, sqlite_path, study_names
@@ -23,6 +23,11 @@ def directions(objectives: Sequence[str]) -> list[str]:
     from ..objectives import objective_directions
 
     return objective_directions(objectives)
+
+
+def sampler_for(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The study's sampler, with its encoding's variation (NSGA-II)."""
+    return make_sampler(config.sampler, config.population, config.sampler_seed, config.encoding)
 
 
 def stored_config(study: optuna.Study) -> StudyConfig:
@@ -43,7 +48,7 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler | None 
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     if sampler is None:
         config = stored_config(study)
-        study.sampler = make_sampler(config.sampler, config.population, config.sampler_seed)
+        study.sampler = sampler_for(config)
     return study
 
 
@@ -56,19 +61,21 @@ def check_existing(url: str, name: str, config: StudyConfig) -> optuna.Study | N
     """The stored study if there is one and its configuration equals `config` (else `StudyConfigError`)."""
     if not exists(url, name):
         return None
-    study = open_study(url, name, make_sampler(config.sampler, config.population, config.sampler_seed))
+    study = open_study(url, name, sampler_for(config))
     config.require_same(stored_config(study), name)
     return study
 
 
 def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule] = ()) -> optuna.Study:
-    """Create the study, store `config` and enqueue the `anchors` the encoding can express."""
-    sampler = make_sampler(config.sampler, config.population, config.sampler_seed)
+    """Create the study, store `config`, enqueue the `anchors` and the encoding's first generation."""
+    sampler = sampler_for(config)
     study = optuna.create_study(study_name=name, storage=open_storage(url), directions=directions(config.objectives),
                                 sampler=sampler)
     study.set_user_attr(CONFIG_ATTR, config.to_json())
-    skipped = enqueue_anchors(study, anchors, EncodingConfig(**config.encoding))
+    encoding = make_encoding(config.encoding)
+    skipped = enqueue_anchors(study, anchors, encoding)
     study.set_user_attr("anchors_skipped", skipped)
+    enqueue_initial(study, encoding)
     return study
 
 
@@ -82,4 +89,4 @@ def run(study: optuna.Study, evaluator: CandidateEvaluator, config: StudyConfig,
     of other workers; trials of crashed workers are failed and re-queued on the way (`run_until`)."""
     if target is not None:
         study.set_user_attr(BUDGET_ATTR, int(target))
-    return run_until(study, evaluator, EncodingConfig(**config.encoding), budget(study), on_trial, stale_after)
+    return run_until(study, evaluator, make_encoding(config.encoding), budget(study), on_trial, stale_after)

@@ -1,0 +1,121 @@
+"""Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
+
+Parents are picked by binary tournament (feasible before infeasible, then Pareto dominance). The
+crossover keeps structure: the placement block (trajectory, full-call count, warp, center) comes
+whole from one parent, each phase's (action, order, damping) from either, each pruning ratio from
+either. Mutations insert or delete full calls, shift them (warp, center), change a phase's action
+or forecast, step a pruning ratio, or switch the trajectory. A child that repeats an evaluated
+schedule is mutated again (a few times at most), so the budget is not spent on duplicates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+
+from ..space.structured import POWER_RANGE
+
+if TYPE_CHECKING:
+    from ..space.structured import StructuredEncoding
+
+CROSSOVER_PROB = 0.9
+RETRIES = 8
+PLACEMENT = ("traj", "full", "warp", "center")
+
+
+def _violation(trial: FrozenTrial) -> float:
+    return sum(max(0.0, c) for c in (trial.constraints or {}).values()) if hasattr(trial, "constraints") else 0.0
+
+
+def _dominates(a: FrozenTrial, b: FrozenTrial, directions: Sequence[StudyDirection]) -> bool:
+    va, vb = _violation(a), _violation(b)
+    if va != vb:
+        return va < vb
+    if a.values is None or b.values is None:
+        return a.values is not None
+    sa = [v if d == StudyDirection.MINIMIZE else -v for v, d in zip(a.values, directions)]
+    sb = [v if d == StudyDirection.MINIMIZE else -v for v, d in zip(b.values, directions)]
+    return all(x <= y for x, y in zip(sa, sb)) and any(x < y for x, y in zip(sa, sb))
+
+
+class StructuredVariation:
+    """Optuna NSGA-II child generation for `StructuredEncoding` genomes."""
+
+    def __init__(self, encoding: "StructuredEncoding", seed: int | None = None) -> None:
+        self.encoding = encoding
+        self.rng = np.random.RandomState(seed)
+
+    def __call__(self, study: optuna.Study, search_space: dict[str, Any],
+                 parent_population: list[FrozenTrial]) -> dict[str, Any]:
+        a = self._tournament(parent_population, study.directions)
+        b = self._tournament(parent_population, study.directions)
+        child = self.crossover(a.params, b.params) if self.rng.rand() < CROSSOVER_PROB else dict(a.params)
+        seen = {t.user_attrs.get("schedule_key") for t in study.get_trials(deepcopy=False)}
+        for _ in range(RETRIES):
+            child = self.mutate(child)
+            if self.encoding.decode(child).key() not in seen:
+                break
+        return {k: v for k, v in child.items() if k in search_space}
+
+    def _tournament(self, population: list[FrozenTrial], directions: Sequence[StudyDirection]) -> FrozenTrial:
+        i, j = self.rng.choice(len(population), 2, replace=len(population) < 2)
+        a, b = population[i], population[j]
+        return b if _dominates(b, a, directions) else a
+
+    # ---------------------------------------------------------------- operators
+    def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        """Placement block from one parent; phases and ratios gene-group-wise from either."""
+        first, second = (a, b) if self.rng.rand() < 0.5 else (b, a)
+        child = {k: first[k] for k in PLACEMENT if k in first}
+        for p in range(self.encoding.cfg.phases):
+            src = a if self.rng.rand() < 0.5 else b
+            child.update({f"{g}{p}": src[f"{g}{p}"] for g in ("act", "ord", "damp")})
+        for block in self.encoding.cfg.blocks:
+            key = f"r:{block}"
+            child[key] = (a if self.rng.rand() < 0.5 else b)[key]
+        return child
+
+    def mutate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """At least one structural change: full calls, placement, a phase, a ratio or the trajectory."""
+        cfg, enc, rng = self.encoding.cfg, self.encoding, self.rng
+        child = dict(params)
+        ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
+            (["traj"] if "traj" in child else [])
+        for op in {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}:
+            if op == "full":  # insert or delete full calls
+                delta = int(rng.choice([-2, -1, 1, 2]))
+                child["full"] = int(min(enc.max_calls, max(max(1, cfg.min_full), child["full"] + delta)))
+            elif op == "warp":  # shift the full calls earlier / later
+                child["warp"] = float(min(POWER_RANGE[1], max(POWER_RANGE[0], child["warp"] * math.exp(rng.normal(0, 0.3)))))
+            elif op == "center":
+                child["center"] = float(min(1.0, max(0.0, child["center"] + rng.normal(0, 0.15))))
+            elif op == "phase":
+                self._mutate_phase(child, int(rng.randint(cfg.phases)))
+            elif op == "ratio":
+                key = f"r:{cfg.blocks[rng.randint(len(cfg.blocks))]}"
+                child[key] = _step(cfg.ratio_steps, child[key], int(rng.choice([-1, 1])))
+            else:
+                names = enc.plan_distributions()["traj"].choices
+                child["traj"] = names[rng.randint(len(names))]
+        return child
+
+    def _mutate_phase(self, child: dict[str, Any], p: int) -> None:
+        cfg, rng = self.encoding.cfg, self.rng
+        which = rng.randint(3)
+        if which == 0:
+            child[f"act{p}"] = cfg.actions[rng.randint(len(cfg.actions))]
+        elif which == 1:
+            child[f"ord{p}"] = _step(cfg.orders, child[f"ord{p}"], int(rng.choice([-1, 1])))
+        else:
+            child[f"damp{p}"] = _step(cfg.damping_steps, child[f"damp{p}"], int(rng.choice([-1, 1])))
+
+
+def _step(choices: Sequence[Any], value: Any, delta: int) -> Any:
+    """The neighbouring choice (clamped at the ends)."""
+    i = list(choices).index(value) if value in choices else 0
+    return choices[min(len(choices) - 1, max(0, i + delta))]

@@ -1,0 +1,175 @@
+"""The structured encoding (default): how many full calls, where, and what the calls between do.
+
+Genes:
+- ``traj`` (only with several base trajectories): which scheduler and step count to run;
+- ``full``: the number of full calls; ``warp`` and ``center``: their placement on normalized time
+  (`space.warp`: uniform, denser early, denser late, DeepCache's quadratic center);
+- per phase p (early / middle / late thirds of the trajectory): ``act{p}`` the action of its
+  non-full calls (shallow branch or reuse), ``ord{p}`` the forecast order (0 = plain reuse of the
+  cache) and ``damp{p}`` the forecast damping;
+- the shared pruning genes.
+
+Anchors outside the family are enqueued with their nearest genes and their exact plan (see
+`search.runner`); NSGA-II varies the genes with `search.variation.StructuredVariation`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any, Callable, Mapping
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from .encoding import Encoding, action_of, gene_of, nearest_step
+from .schedule import FULL, Action, Forecast, Schedule
+from .warp import full_positions, phase_of
+
+POWER_RANGE = (0.3, 3.0)
+# The first generation: placements and actions spread across the speed range.
+INITIAL_WARPS = ((0.6, 0.0), (1.0, 0.0), (1.6, 0.0), (1.4, 0.3))
+
+
+class StructuredEncoding(Encoding):
+    """Full-call count and placement, per-phase action / forecast, optional base trajectory."""
+
+    name = "structured"
+
+    # ---------------------------------------------------------------- trajectories
+    @property
+    def trajectories(self) -> list[dict[str, Any]]:
+        """The base trajectories to choose from; the first is the study's own."""
+        return self.cfg.trajectories or [{"scheduler": None, "steps": None, "calls": self.cfg.n_calls}]
+
+    def _traj_names(self) -> list[str]:
+        return [f"{t['scheduler']}:{t['steps']}" for t in self.trajectories]
+
+    def _trajectory(self, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        i = self._traj_names().index(params["traj"]) if "traj" in params else 0
+        return i, self.trajectories[i]
+
+    @property
+    def max_calls(self) -> int:
+        return max(t["calls"] for t in self.trajectories)
+
+    # ---------------------------------------------------------------- genes
+    def plan_distributions(self) -> dict[str, BaseDistribution]:
+        cfg = self.cfg
+        dists: dict[str, BaseDistribution] = {}
+        if len(self.trajectories) > 1:
+            dists["traj"] = CategoricalDistribution(self._traj_names())
+        dists["full"] = IntDistribution(max(1, cfg.min_full), self.max_calls)
+        dists["warp"] = FloatDistribution(*POWER_RANGE, log=True)
+        dists["center"] = FloatDistribution(0.0, 1.0)
+        for p in range(cfg.phases):
+            dists[f"act{p}"] = CategoricalDistribution(cfg.actions)
+            dists[f"ord{p}"] = CategoricalDistribution(cfg.orders)
+            dists[f"damp{p}"] = CategoricalDistribution(cfg.damping_steps)
+        return dists
+
+    def decode_plan(self, params: Mapping[str, Any]) -> Schedule:
+        cfg = self.cfg
+        index, traj = self._trajectory(params)
+        n = traj["calls"]
+        full = set(full_positions(n, int(params["full"]), float(params["warp"]), float(params["center"])))
+        plan: list[Action] = []
+        forecast: dict[int, Forecast] = {}
+        for t in range(n):
+            if t in full:
+                plan.append(FULL)
+                continue
+            p = phase_of(t, n, cfg.phases)
+            plan.append(action_of(params[f"act{p}"]))
+            if int(params[f"ord{p}"]) > 0:
+                forecast[t] = Forecast(int(params[f"ord{p}"]), float(params[f"damp{p}"]))
+        meta = {"scheduler": traj["scheduler"], "steps": traj["steps"]} if index > 0 else {}
+        return Schedule(plan, meta=meta, forecast=forecast)
+
+    def encode_plan(self, schedule: Schedule) -> dict[str, Any] | None:
+        """Exact genes: the nearest genes if they decode to the same plan, forecasts and trajectory."""
+        params = self.nearest_plan(schedule)
+        if params is None:
+            return None
+        for warp, center in itertools.chain([(params["warp"], params["center"])], _placement_grid()):
+            trial = {**params, "warp": warp, "center": center}
+            decoded = self.decode_plan(trial)
+            if (decoded.cache, decoded.forecast) == (schedule.cache, schedule.forecast) and \
+                    _trajectory_meta(decoded) == _trajectory_meta(schedule):
+                return trial
+        return None
+
+    def nearest_plan(self, schedule: Schedule) -> dict[str, Any] | None:
+        """Genes of the family member closest to `schedule`: same trajectory (if offered), full-call
+        count, uniform placement, each phase's most common action and forecast. None: no such trajectory."""
+        cfg = self.cfg
+        names = self._traj_names()
+        meta = _trajectory_meta(schedule)
+        if meta == (None, None):
+            index = 0
+        else:
+            matches = [i for i, t in enumerate(self.trajectories)
+                       if _same_scheduler(t["scheduler"], meta[0]) and t["steps"] == meta[1]]
+            if not matches:
+                return None
+            index = matches[0]
+        n = schedule.n_calls
+        if n != self.trajectories[index]["calls"]:
+            return None
+        params: dict[str, Any] = {"full": max(1, min(schedule.counts()["full"], self.max_calls)), "warp": 1.0,
+                                  "center": 0.0}
+        if len(names) > 1:
+            params["traj"] = names[index]
+        for p in range(cfg.phases):
+            calls = [t for t in range(n) if schedule.cache[t] != FULL and phase_of(t, n, cfg.phases) == p]
+            genes = Counter(gene_of(schedule.cache[t]) for t in calls)
+            act = max(genes, key=genes.get) if genes else cfg.actions[0]
+            fcs = Counter(schedule.forecast.get(t) for t in calls)
+            fc = max(fcs, key=fcs.get) if fcs else None
+            params[f"act{p}"] = act if act in cfg.actions else cfg.actions[0]
+            params[f"ord{p}"] = fc.order if fc is not None and fc.order in cfg.orders else 0
+            damping = nearest_step(fc.damping, cfg.damping_steps) if fc is not None else None
+            params[f"damp{p}"] = damping if damping is not None else cfg.damping_steps[-1]
+        return params
+
+    def child_strategy(self, seed: int | None) -> Callable[..., dict[str, Any]] | None:
+        from ..search.variation import StructuredVariation
+
+        return StructuredVariation(self, seed)
+
+    def initial(self) -> list[dict[str, Any]]:
+        """Members spread over the speed range: full-call counts from dense to sparse, each with a
+        placement, an action and a forecast order taken in turn (no random genes)."""
+        cfg = self.cfg
+        out = []
+        actions = cfg.actions
+        for i, traj in enumerate(self.trajectories):
+            n = traj["calls"]
+            ks = sorted({max(cfg.min_full, 2, round(n / 2 ** (j / 2))) for j in range(2, 10)}, reverse=True)
+            for j, k in enumerate(ks):
+                warp, center = INITIAL_WARPS[(i + j) % len(INITIAL_WARPS)]
+                params: dict[str, Any] = {"full": min(k, n), "warp": warp, "center": center}
+                if len(self.trajectories) > 1:
+                    params["traj"] = self._traj_names()[i]
+                for p in range(cfg.phases):
+                    params[f"act{p}"] = actions[(j + p) % len(actions)] if j % 2 else actions[-1]
+                    params[f"ord{p}"] = cfg.orders[-1 - (j // 2) % len(cfg.orders)]
+                    params[f"damp{p}"] = cfg.damping_steps[-1 - (j // 3) % 2]
+                params.update({f"r:{b}": 0.0 for b in cfg.blocks})
+                out.append(params)
+        return out
+
+
+def _trajectory_meta(schedule: Schedule) -> tuple[Any, Any]:
+    return schedule.meta.get("scheduler"), schedule.meta.get("steps")
+
+
+def _same_scheduler(a: str | None, b: str | None) -> bool:
+    from ..search.trajectory import SCHEDULERS
+
+    return a is not None and b is not None and SCHEDULERS.get(a.lower(), a) == SCHEDULERS.get(b.lower(), b)
+
+
+def _placement_grid() -> list[tuple[float, float]]:
+    """Placements tried when encoding a schedule exactly (powers × centers)."""
+    powers = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.25, 1.4, 1.6, 2.0, 2.5]
+    return [(p, c) for p in powers for c in (0.0, 0.1, 0.2, 0.3, 0.5)]

@@ -1,0 +1,145 @@
+"""The structured encoding: placement warp, anchors, operators (valid children), NSGA-II end to end."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from hypothesis import given, settings, strategies as st
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from datosearch.models.tiny import tiny_unet
+from datosearch.search import anchor_schedules, enqueue_anchors, make_sampler, run_until
+from datosearch.search.anchors import fewer_steps_anchor
+from datosearch.search.runner import ANCHOR_ATTR, KEY_ATTR, PLAN_ATTR, enqueue_initial
+from datosearch.search.variation import StructuredVariation
+from datosearch.space.encoding import EncodingConfig, make_encoding
+from datosearch.space.layout import transformer_blocks
+from datosearch.space.schedule import FULL, REUSE, Schedule
+from datosearch.space.warp import full_positions
+from search_helpers import FakeEvaluator
+
+UNET = tiny_unet()
+BLOCKS = [b.path for b in transformer_blocks(UNET)]
+TRAJ = [{"scheduler": "PNDMScheduler", "steps": 50, "calls": 51},
+        {"scheduler": "UniPCMultistepScheduler", "steps": 25, "calls": 25},
+        {"scheduler": "UniPCMultistepScheduler", "steps": 10, "calls": 10}]
+
+
+def structured(**kw) -> EncodingConfig:
+    return EncodingConfig(**{"n_calls": 51, "blocks": BLOCKS, "branches": [0, 1], "kind": "structured", **kw})
+
+
+def _within(value, dist) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(dist, (IntDistribution, FloatDistribution)):
+        return dist.low <= value <= dist.high
+    return False
+
+
+@pytest.mark.parametrize("n, k", [(51, 10), (51, 17), (25, 7), (10, 10), (51, 1)])
+@pytest.mark.parametrize("power, center", [(1.0, 0.0), (0.5, 0.0), (2.0, 0.0), (1.4, 0.3), (3.0, 1.0)])
+def test_placement_has_exactly_k_distinct_calls_starting_at_zero(n, k, power, center):
+    pos = full_positions(n, k, power, center)
+    assert len(set(pos)) == len(pos) == k and pos[0] == 0 and pos == sorted(pos) and pos[-1] < n
+
+
+def test_warp_expresses_uniform_late_early_and_center_dense():
+    uniform = full_positions(51, 10, 1.0, 0.0)
+    assert uniform == [0, 5, 10, 15, 20, 26, 31, 36, 41, 46]
+    gaps = lambda p: [b - a for a, b in zip(p, p[1:])]  # noqa: E731
+    late, early = gaps(full_positions(51, 10, 0.5, 0.0)), gaps(full_positions(51, 10, 2.0, 0.0))
+    assert late[0] > late[-1] and early[0] < early[-1]
+    center = gaps(full_positions(51, 10, 2.0, 0.4))  # dense around 40 % of the trajectory
+    mid = full_positions(51, 10, 2.0, 0.4).index(min(full_positions(51, 10, 2.0, 0.4), key=lambda t: abs(t - 20)))
+    assert center[mid] < center[0] and center[mid] < center[-1]
+
+
+def test_decode_places_phases_forecasts_and_trajectory():
+    enc = make_encoding(structured(trajectories=TRAJ))
+    params = {"traj": "UniPCMultistepScheduler:25", "full": 5, "warp": 1.0, "center": 0.0,
+              "act0": "b0", "ord0": 0, "damp0": 1.0, "act1": REUSE, "ord1": 2, "damp1": 0.5,
+              "act2": "b1", "ord2": 1, "damp2": 1.0, **{f"r:{b}": 0.0 for b in BLOCKS}}
+    s = enc.decode(params)
+    assert s.n_calls == 25 and s.meta == {"scheduler": "UniPCMultistepScheduler", "steps": 25}
+    assert [t for t, a in enumerate(s.cache) if a == FULL] == [0, 5, 10, 15, 20]
+    assert s.cache[1] == 0 and 1 not in s.forecast  # early phase: shallow, no forecast
+    assert s.cache[12] == REUSE and (s.forecast[12].order, s.forecast[12].damping) == (2, 0.5)
+    assert s.cache[24] == 1 and s.forecast[24].order == 1
+
+
+def test_anchors_encode_exactly_or_nearest_and_are_evaluated_exactly():
+    cfg = structured(trajectories=TRAJ)
+    enc = make_encoding(cfg)
+    anchors = anchor_schedules(UNET, 51, [TRAJ[2], {"scheduler": "PNDMScheduler", "steps": 7, "calls": 8}])
+    exact = [a.meta["name"] for a in anchors if enc.encode(a) is not None]
+    assert {"full", "deepcache-N3-b0", "unipc-10"} <= set(exact)  # 17 full calls of 51 lie on the uniform warp
+    for a in anchors:
+        params = enc.encode(a)
+        if params is not None:
+            assert enc.decode(params).key() == a.key()
+        genes = params or enc.nearest(a)
+        assert genes is not None and set(genes) == set(enc.distributions())
+        assert all(_within(v, enc.distributions()[k]) for k, v in genes.items())
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("nsga2", 4, 0, cfg))
+    assert enqueue_anchors(study, anchors, enc) == []
+    evaluator = FakeEvaluator()
+    run_until(study, evaluator, enc, len(anchors))
+    assert evaluator.calls == [a.key() for a in anchors]  # each anchor evaluated as it is, not as its genes
+    planned = [t for t in study.trials if PLAN_ATTR in t.user_attrs]
+    assert planned and all(t.user_attrs[KEY_ATTR] == Schedule.from_dict(t.user_attrs[PLAN_ATTR]).key() for t in planned)
+
+
+def test_initial_population_spreads_over_the_speed_range():
+    enc = make_encoding(structured(trajectories=TRAJ))
+    members = [enc.decode(p) for p in enc.initial()]
+    fulls = sorted({m.counts()["full"] for m in members})
+    assert fulls[0] <= 3 and fulls[-1] >= 20 and len(fulls) >= 8
+    assert any(m.forecast for m in members) and any(not m.forecast for m in members)
+    assert {m.meta.get("steps") for m in members} == {None, 25, 10}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_every_child_of_the_operators_is_a_valid_schedule(data):
+    cfg = structured(trajectories=TRAJ)
+    enc = make_encoding(cfg)
+    dists = enc.distributions()
+
+    def genome():
+        out = {}
+        for name, d in dists.items():
+            if isinstance(d, CategoricalDistribution):
+                out[name] = data.draw(st.sampled_from(d.choices))
+            elif isinstance(d, IntDistribution):
+                out[name] = data.draw(st.integers(d.low, d.high))
+            else:
+                out[name] = data.draw(st.floats(d.low, d.high))
+        return out
+
+    variation = StructuredVariation(enc, data.draw(st.integers(0, 2**31 - 1)))
+    child = variation.mutate(variation.crossover(genome(), genome()))
+    assert set(child) == set(dists) and all(_within(v, dists[k]) for k, v in child.items())
+    schedule = enc.decode(child)
+    schedule.validate_for(UNET)
+    assert schedule.cache[0] == FULL and schedule.counts()["full"] == min(child["full"], schedule.n_calls)
+
+
+def test_nsga2_children_come_from_the_structured_variation_and_repeat_no_schedule():
+    cfg = structured()
+    sampler = make_sampler("nsga2", 6, 0, cfg)
+    strategy = sampler._child_generation_strategy
+    assert isinstance(strategy, StructuredVariation)
+    made: list[dict] = []
+    original = strategy.__call__
+    strategy.__class__ = type("Recording", (StructuredVariation,), {
+        "__call__": lambda self, *a: made.append(original(*a)) or made[-1]})
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    n_initial = enqueue_initial(study, cfg)
+    run_until(study, FakeEvaluator(), cfg, n_initial + 12)
+    generations = [t.system_attrs.get("NSGAIISampler:generation") for t in study.trials]
+    assert generations[:12] == [0] * 6 + [1] * 6  # enqueued members count in NSGA-II's generations
+    children = study.trials[n_initial:]
+    assert len(children) == 12 and all(t.params in made for t in children)
+    keys = [t.user_attrs[KEY_ATTR] for t in study.trials]
+    assert len(set(keys)) >= len(keys) - 2  # children rarely repeat an evaluated schedule
