@@ -1,0 +1,49 @@
+"""Build a run in one place: resolve the configuration, open or create the study, build the evaluator.
+
+`datosearch run | resume | worker` and `bench/search.py` all start here, so a study is wired the same
+way wherever it runs: the stored configuration wins on resume, anchors and the first generation are
+enqueued once at creation, and the evaluator's reference images are cached beside the study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from ..search.anchors import anchor_schedules
+from ..search.evaluator import Evaluator
+from . import build, study as studies
+from .config import StudyConfig
+from .resolve import resolve
+from .storage import study_dir
+
+
+@dataclass
+class Run:
+    """A study ready to run: its configuration, pipeline, evaluator, and whether it was just created."""
+
+    study: optuna.Study
+    config: StudyConfig
+    pipe: Any
+    evaluator: Evaluator
+    created: bool
+
+
+def open_run(url: str, name: str, opts: dict[str, Any], resume: bool = False, pipe: Any = None) -> Run:
+    """Resolve `opts` (on top of the stored configuration when resuming), then open or create the study.
+
+    A study that exists with another configuration is refused (`StudyConfigError`) before anything is
+    written. `pipe` reuses an already loaded pipeline (the benchmarks share one across studies).
+    """
+    base = studies.stored_config(studies.open_study(url, name)) if resume else None
+    config, pipe = resolve(opts, base, pipe=pipe)
+    studies.directions(config.objectives)  # unknown objectives fail before anything is written
+    study = studies.check_existing(url, name, config)
+    evaluator = build.build_evaluator(pipe, config, study_dir(url, name), str(pipe.device))
+    created = study is None
+    if created:
+        anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
+        study = studies.create(url, name, config, anchors)
+    return Run(study, config, pipe, evaluator, created)
