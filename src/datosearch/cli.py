@@ -223,7 +223,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _apply_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", required=True, help="schedule JSON, an export's index.json, or a list file")
-    p.add_argument("--index", type=int, help="which schedule of an index or list file (default 0)")
+    p.add_argument("--index", type=int, help="which entry of an export index.json (default 0)")
     p.add_argument("--prompt", dest="prompts", action="append", required=True, help="prompt (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; the next ones count up")
     p.add_argument("--model", help="default: the schedule's meta.model, else embedded")

@@ -10,7 +10,6 @@ from .. import dato
 from ..space.io import load
 from ..search.evaluator import accepts_size
 from .build import default_guidance, load_pipeline, set_scheduler
-from .export import resolve_schedule_file
 from .resolve import default_device
 
 
@@ -18,8 +17,7 @@ def generate_with_schedule(schedule_file: str, index: int | None, prompts: list[
                            *, model: str | None = None, steps: int | None = None, guidance: float | None = None,
                            device: str | None = None) -> list[Path]:
     """Apply the schedule and save one PNG per prompt (seeds seed, seed+1, ...); returns the paths."""
-    path, index = resolve_schedule_file(schedule_file, index)
-    schedule = load(path, index)
+    schedule = load(schedule_file, 0 if index is None else index)  # an export's index.json: entry 0 by default
     meta = schedule.meta
     device = device or default_device()
     pipe, _ = load_pipeline(model or meta.get("model", "embedded"), device, meta.get("dtype", "float32"))

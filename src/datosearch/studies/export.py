@@ -11,11 +11,9 @@ from typing import Any
 
 import optuna
 
-from ..space.io import write_json_atomic
+from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, write_json_atomic
 from .front import pareto_front
 from .study import stored_config
-
-INDEX_FORMAT = "datosearch/export@1"
 
 
 def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
@@ -46,21 +44,3 @@ def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
     write_json_atomic(path, {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
                              "config": config.to_json(), "entries": index})
     return path
-
-
-def resolve_schedule_file(path: str | Path, index: int | None) -> tuple[Path, int | None]:
-    """For an export index, the K-th schedule file; any other file is returned unchanged."""
-    import json
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return path, index  # let the schedule loader report it
-    if isinstance(data, dict) and data.get("format") == INDEX_FORMAT:
-        entries = data["entries"]
-        k = 0 if index is None else index
-        if not 0 <= k < len(entries):
-            raise ValueError(f"{path}: the export holds {len(entries)} schedules; pick --index in 0..{len(entries) - 1}")
-        return path.parent / entries[k]["file"], None
-    return path, index
