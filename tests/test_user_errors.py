@@ -29,3 +29,52 @@ def test_corrupt_study_database_is_one_sentence_and_left_untouched(argv, tmp_pat
     assert f"{db} is not an SQLite database" in err
     assert db.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.db"]  # no -wal/-shm, no reference cache
+
+
+BAD_NUMBERS = [
+    ("--steps", "0"), ("--trials", "-1"), ("--images", "0"), ("--guidance", "-1"), ("--guidance", "nan"),
+    ("--guidance", "inf"), ("--threads", "0"), ("--population", "1"), ("--batch-size", "0"),
+    ("--latency-images", "0"), ("--latency-repeats", "0"), ("--latency-warmup", "-1"), ("--resolution", "0"),
+    ("--seed", "-3"), ("--max-nonfull-run", "-1"), ("--min-full", "-1"), ("--stale-after", "0"),
+    ("--branches", "0,-1"), ("--objectives", ","),
+]
+
+
+@pytest.mark.parametrize("option,value", BAD_NUMBERS)
+def test_numeric_options_are_checked_up_front(option, value, tmp_path, capsys, monkeypatch):
+    from datosearch.studies import build
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the pipeline was loaded before the options were checked")
+
+    monkeypatch.setattr(build, "load_pipeline", no_loading)
+    db = tmp_path / "n.db"
+    args = [a for a in TINY_ARGS if a != "--steps" and a != "3"]
+    assert cli.main(["run", "--study", "n", "--storage", f"sqlite:///{db}", *args, option, value]) == 2
+    err = _one_sentence(capsys)
+    assert option in err and "ZeroDivisionError" not in err
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--guidance", "-0.5"], ["--index", "-1"], ["--seed", "-1"]])
+def test_apply_numeric_options(argv, tmp_path, capsys):
+    from datosearch.space import io
+    from datosearch.space.schedule import Schedule
+
+    io.save(Schedule.full(3), tmp_path / "s.json")
+    out = tmp_path / "img"
+    assert cli.main(["apply", "--schedule", str(tmp_path / "s.json"), "--prompt", "x", "--out", str(out), *argv]) == 2
+    assert argv[0] in _one_sentence(capsys) and not out.exists()
+
+
+def test_guidance_zero_is_used_not_replaced_by_the_default():
+    from datosearch.studies.apply import generation_settings
+    from datosearch.studies.resolve import resolve
+
+    with one_thread():
+        config, pipe = resolve({"model": "tiny", "images": 5, "steps": 2, "guidance": 0.0})
+    assert config.guidance == 0.0 and config.steps == 2
+    assert resolve({"model": "tiny", "images": 5, "steps": 2})[0].guidance == 7.5  # not given: the default
+    assert generation_settings({"steps": 4, "guidance": 0.0}, None, None, pipe) == (4, 0.0)  # stored 0 is used
+    assert generation_settings({"steps": 4, "guidance": 3.0}, None, 0.0, pipe) == (4, 0.0)  # given 0 wins
+    assert generation_settings({}, None, None, pipe) == (50, 7.5)

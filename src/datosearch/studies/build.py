@@ -67,7 +67,8 @@ def default_prompts(n: int) -> tuple[list[str], list[int]]:
 
 def default_encoding(pipe: Any, steps: int, **overrides: Any) -> EncodingConfig:
     """Search every transformer block's ratio and per-call cache actions (branches 0..2)."""
-    branches = overrides.pop("branches", None) or [0, 1, 2]
+    branches = overrides.pop("branches", None)
+    branches = [0, 1, 2] if branches is None else branches
     from ..space.layout import n_branches
 
     fields = dict(n_calls=n_calls(pipe, steps), blocks=[b.path for b in transformer_blocks(pipe.unet)],
