@@ -78,3 +78,20 @@ def test_guidance_zero_is_used_not_replaced_by_the_default():
     assert generation_settings({"steps": 4, "guidance": 0.0}, None, None, pipe) == (4, 0.0)  # stored 0 is used
     assert generation_settings({"steps": 4, "guidance": 3.0}, None, 0.0, pipe) == (4, 0.0)  # given 0 wins
     assert generation_settings({}, None, None, pipe) == (50, 7.5)
+
+
+def test_resolution_of_a_fixed_size_model_is_refused(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    with one_thread():
+        assert cli.main(["run", "--study", "r", "--storage", f"sqlite:///{db}", "--resolution", "33", "--images", "4",
+                         "--steps", "2", "--no-progress", "--no-outputs"]) == 2
+    err = _one_sentence(capsys)
+    assert "generates 32x32 images only; --resolution 33 cannot be used" in err and not db.exists()
+
+
+def test_resolution_equal_to_the_fixed_size_is_accepted():
+    from datosearch.studies.resolve import resolve
+
+    with one_thread():
+        config, _ = resolve({"model": "embedded", "images": 4, "steps": 2, "resolution": 32})
+    assert (config.height, config.width) == (32, 32)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..objectives import device_name
+from ..search.evaluator import accepts_size
 from .build import default_encoding, default_guidance, default_prompts, default_resolution, load_pipeline, set_scheduler
 from .config import StudyConfig
 
@@ -52,6 +53,10 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         prompts, seeds = base.prompts, base.seeds
     steps = pick("steps", "steps")
     resolution = opts.get("resolution")
+    if resolution is not None and not accepts_size(pipe) and resolution != default_resolution(pipe):
+        size = default_resolution(pipe)
+        raise ValueError(f"model {model!r} generates {size}x{size} images only; --resolution {resolution} cannot be "
+                         f"used (omit it or pass {size})")
     height = resolution if resolution is not None else (base.height if base else default_resolution(pipe))
     width = resolution if resolution is not None else (base.width if base else default_resolution(pipe))
     from ..objectives import DEFAULT_OBJECTIVES
