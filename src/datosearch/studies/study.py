@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -66,6 +67,9 @@ def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule]
     sampler = make_sampler(config.sampler, config.population, config.sampler_seed)
     study = optuna.create_study(study_name=name, storage=open_storage(url), directions=directions(config.objectives),
                                 sampler=sampler)
+    with warnings.catch_warnings():  # stable since Optuna 3.2 but still marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config.objectives))  # optuna-dashboard shows them instead of "None"
     study.set_user_attr(CONFIG_ATTR, config.to_json())
     skipped = enqueue_anchors(study, anchors, EncodingConfig(**config.encoding))
     study.set_user_attr("anchors_skipped", skipped)
