@@ -24,7 +24,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize runs; ask/tell has none
 from optuna.trial import FrozenTrial, TrialState
 
-WORKER_ATTR = "worker"
+from .attrs import WORKER_ATTR
+
 MAX_RETRY = 3
 
 

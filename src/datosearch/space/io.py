@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import jsonschema
 
+from ..atomic import write_atomic
 from .schedule import SCHEMA_ID, Schedule, ScheduleError
 
 
@@ -101,18 +101,8 @@ def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to `path` via a temporary file and `os.replace`, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to `path` atomically (`datosearch.atomic.write_atomic`), so readers never see half a file."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save(schedule: Schedule, path: str | os.PathLike) -> None:

@@ -9,8 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-CONFIG_ATTR = "datosearch_config"
-BUDGET_ATTR = "datosearch_budget"
+from ..search.attrs import BUDGET_ATTR, CONFIG_ATTR  # noqa: F401 - re-exported (studies.config.BUDGET_ATTR)
 
 
 class StudyConfigError(ValueError):

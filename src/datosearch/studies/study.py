@@ -11,7 +11,8 @@ from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, ru
 from ..search.samplers import make_sampler
 from ..space.encoding import EncodingConfig
 from ..space.schedule import Schedule
-from .config import BUDGET_ATTR, CONFIG_ATTR, StudyConfig, StudyConfigError
+from ..search.attrs import ANCHORS_SKIPPED_ATTR, BUDGET_ATTR, CONFIG_ATTR
+from .config import StudyConfig, StudyConfigError
 from .storage import open_storage, sqlite_path, study_names
 
 
@@ -72,7 +73,7 @@ def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule]
         study.set_metric_names(list(config.objectives))  # optuna-dashboard shows them instead of "None"
     study.set_user_attr(CONFIG_ATTR, config.to_json())
     skipped = enqueue_anchors(study, anchors, EncodingConfig(**config.encoding))
-    study.set_user_attr("anchors_skipped", skipped)
+    study.set_user_attr(ANCHORS_SKIPPED_ATTR, skipped)
     return study
 
 
