@@ -69,3 +69,9 @@ def test_index_on_a_plain_schedule_file(tmp_path):
     assert io.load(path, index=0) == io.load(path)
     with pytest.raises(ScheduleError, match="holds one schedule"):
         io.load(path, index=2)
+
+
+def test_entry_pointing_to_an_index_is_not_followed(tmp_path):
+    (tmp_path / "index.json").write_text(json.dumps({"format": io.EXPORT_FORMAT, "entries": [{"file": "index.json"}]}))
+    with pytest.raises(ScheduleError, match="unknown schema None"):  # read as a schedule, no recursion
+        io.load(tmp_path / "index.json")

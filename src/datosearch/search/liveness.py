@@ -14,6 +14,7 @@ Each failed trial records why in `fail_reason`: "worker HOST:PID died", "heartbe
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import os
 import socket
@@ -138,6 +139,6 @@ def sweep_stale(study: optuna.Study, stale_after: float | None = None) -> list[i
             if callback is not None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    callback(study, trial)
+                    callback(study, copy.deepcopy(trial))  # as Optuna does: the callback edits attrs
             failed.append(trial.number)
     return sorted(failed)

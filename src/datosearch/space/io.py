@@ -85,17 +85,22 @@ def _export_entry(path: Path, data: dict[str, Any], index: int | None) -> Path:
     return path.parent / entry["file"]
 
 
-def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
-    """Load a schedule file, or entry `index` of an export's `index.json` (needed when it lists several)."""
-    path = Path(path)
+def _read(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ScheduleError(f"{path}: cannot read schedule file ({exc.strerror})") from None
-    data = _decode(text, str(path))
+    return _decode(text, str(path))
+
+
+def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
+    """Load a schedule file, or entry `index` of an export's `index.json` (needed when it lists several)."""
+    path = Path(path)
+    data = _read(path)
     if isinstance(data, dict) and data.get("format") == EXPORT_FORMAT:
-        return load(_export_entry(path, data, index))
-    if index not in (None, 0):
+        path = _export_entry(path, data, index)
+        data = _read(path)  # the entry's file must be a schedule
+    elif index not in (None, 0):
         raise ScheduleError(f"{path}: holds one schedule, not an export index; index {index} does not exist")
     return from_json_obj(data, str(path))
 
