@@ -123,8 +123,8 @@ def _set_threads(args: argparse.Namespace) -> None:
 
     from .studies.resolve import default_device
 
-    if args.threads or (args.device or default_device()) == "cpu":
-        torch.set_num_threads(args.threads or 1)
+    if args.threads is not None or (args.device or default_device()) == "cpu":
+        torch.set_num_threads(1 if args.threads is None else args.threads)
 
 
 def _execute(args: argparse.Namespace, resume: bool) -> int:
@@ -133,8 +133,6 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
     from .studies.resolve import resolve
     from .studies.storage import study_dir
 
-    if args.trials is not None and args.trials < 0:
-        raise UsageError("--trials must be >= 0")
     url = _url(args)
     _set_threads(args)
     base = studies.stored_config(studies.open_study(url, args.study)) if resume else None
@@ -232,8 +230,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _apply_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--schedule", required=True, help="schedule JSON, an export's index.json, or a list file")
-    p.add_argument("--index", type=int, help="which schedule of an index or list file (default 0)")
+    p.add_argument("--schedule", required=True, help="schedule JSON or an export's index.json")
+    p.add_argument("--index", type=int, help="which entry of an export index.json (default 0)")
     p.add_argument("--prompt", dest="prompts", action="append", required=True, help="prompt (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; the next ones count up")
     p.add_argument("--model", help="default: the schedule's meta.model, else embedded")
@@ -272,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from .studies.config import StudyConfigError
 
+    from .options import check_options
+
     try:
+        check_options(vars(args))  # numeric options in range before anything is loaded or written
         return args.func(args)
     except (UsageError, StudyConfigError, ScheduleError, ValueError, FileNotFoundError) as exc:
         print(f"datosearch: error: {exc}", file=sys.stderr)

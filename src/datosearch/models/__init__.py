@@ -21,7 +21,8 @@ def load(name: str = "embedded", device: str | torch.device = "cpu", dtype: torc
     if name == "tiny":
         from .tiny import tiny_sd_pipeline
 
-        return tiny_sd_pipeline().to(device=device, dtype=dtype)
+        pipe = tiny_sd_pipeline()  # float32; cast only when asked for another dtype
+        return pipe.to(device) if dtype == torch.float32 else pipe.to(device=device, dtype=dtype)
 
     from diffusers import DiffusionPipeline
 

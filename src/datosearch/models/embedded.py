@@ -183,7 +183,8 @@ def load_embedded(device: Union[str, torch.device] = "cpu", dtype: torch.dtype =
         raise FileNotFoundError(f"the embedded model's weights are missing at {path}; run scripts/train_embedded.py")
     unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, torch_dtype=dtype,
                                                 low_cpu_mem_usage=False)
-    text_encoder = PromptEmbeddingEncoder.from_pretrained(path / "text_encoder", local_files_only=True, torch_dtype=dtype)
+    text_encoder = PromptEmbeddingEncoder.from_pretrained(path / "text_encoder", local_files_only=True, torch_dtype=dtype,
+                                                          low_cpu_mem_usage=False)  # 16k parameters: accelerate not needed
     settings = json.loads((path / "pipeline.json").read_text())
     pipe = build_embedded_pipeline(unet, text_encoder, guidance_scale=settings["guidance_scale"])
     return pipe.to(device)

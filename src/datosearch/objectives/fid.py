@@ -6,6 +6,7 @@ the metric once; each candidate resets only the fake side (`reset_real_features=
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from ..atomic import write_atomic
 from .errors import ObjectiveError
 
 
@@ -128,12 +130,9 @@ class FidProxy:
     def save_stats(self, path: str | os.PathLike) -> Path:
         """Write the reference statistics as an .npz (`mu`, `sigma`, `n`) that `real_stats=` reads."""
         mu, sigma, n = self.reference_stats()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, mu=mu.numpy(), sigma=sigma.numpy(), n=np.int64(n))
-        os.replace(tmp, path)
-        return path
+        buffer = io.BytesIO()
+        np.savez(buffer, mu=mu.numpy(), sigma=sigma.numpy(), n=np.int64(n))
+        return write_atomic(path, buffer.getvalue())
 
 
 def load_stats(path: str | os.PathLike, num_features: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:

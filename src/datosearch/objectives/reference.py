@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from ..atomic import write_atomic
 
 from .errors import ObjectiveError
 from .fid import check_images
@@ -55,18 +56,6 @@ def reference_path(cache_dir: str | os.PathLike, key: str) -> Path:
     return Path(cache_dir) / f"reference-{key}.safetensors"
 
 
-def _save_atomic(path: Path, images: torch.Tensor, key: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"images": images}, tmp, metadata={"key": key, "format": "datosearch/reference@1"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_or_compute_reference(cache_dir: str | os.PathLike, key: str,
                               compute: Callable[[], torch.Tensor]) -> torch.Tensor:
     """The reference images for `key`: read from `cache_dir`, or computed once with `compute()` and stored.
@@ -82,5 +71,5 @@ def load_or_compute_reference(cache_dir: str | os.PathLike, key: str,
             warnings.warn(f"{path}: unreadable reference cache ({exc}); recomputing", stacklevel=2)
     images = check_images(compute(), "reference (full-compute)")
     images = images.detach().to("cpu", torch.float32).contiguous()
-    _save_atomic(path, images, key)
+    write_atomic(path, save({"images": images}, metadata={"key": key, "format": "datosearch/reference@1"}))
     return images

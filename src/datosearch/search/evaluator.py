@@ -18,6 +18,7 @@ import torch
 from .. import dato
 from ..space.schedule import Schedule
 from .trajectory import scheduler_of, steps_of, using_scheduler
+from .attrs import DEVICE_ATTR, DIGEST_ATTR, LATENCY_ATTR, MACS_ATTR, PAIRED_PREFIX, SPEEDUP_ATTR
 
 
 class CandidateError(RuntimeError):
@@ -139,14 +140,14 @@ class Evaluator:
         if not torch.isfinite(images).all():
             raise CandidateError("the generated images contain NaN or infinite values")
         latency_s = self.latency(schedule) if "latency" in self.objectives else float("nan")
-        attrs: dict[str, Any] = {"device": self.device_name, "images_digest": images_digest(images), **schedule.counts()}
+        attrs: dict[str, Any] = {DEVICE_ATTR: self.device_name, DIGEST_ATTR: images_digest(images), **schedule.counts()}
         if latency_s == latency_s:
-            attrs["latency_s"], attrs["speedup"] = latency_s, baseline / latency_s
+            attrs[LATENCY_ATTR], attrs[SPEEDUP_ATTR] = latency_s, baseline / latency_s
         paired = self.paired(images, self.reference) if self.paired is not None else {}
-        attrs.update({f"paired_{k}": float(v) for k, v in paired.items()})
+        attrs.update({f"{PAIRED_PREFIX}{k}": float(v) for k, v in paired.items()})
         macs = self.macs(schedule) if self.macs is not None else None
         if macs is not None:
-            attrs["macs"] = int(macs)
+            attrs[MACS_ATTR] = int(macs)
         values = {name: self._value(name, images, latency_s, paired, macs) for name in self.objectives}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:

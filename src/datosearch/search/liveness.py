@@ -3,15 +3,18 @@
 Every trial records the worker that runs it (`host:pid:start-ticks`). Before each new trial a
 worker sweeps the study; a RUNNING trial is failed and re-queued (Optuna's
 `RetryHeartbeatStaleTrialCallback`, so `retried_trial_number` works as usual) when
-- its RDB heartbeat is older than the storage's grace period (`optuna.storages.fail_stale_trials`), or
+- its RDB heartbeat is older than the storage's grace period (as `optuna.storages.fail_stale_trials`), or
 - its worker ran on this host and that process no longer exists (immediate, any storage), or
 - `stale_after` seconds have passed since it started (Journal storage across hosts, which has no
   heartbeats: choose it above your longest trial).
+Each failed trial records why in `fail_reason`: "worker HOST:PID died", "heartbeat stale: ...",
+"older than --stale-after N s ...".
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import os
 import socket
@@ -22,9 +25,11 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import get_heartbeat_thread  # the thread study.optimize runs; ask/tell has none
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-WORKER_ATTR = "worker"
+from .attrs import FAIL_ATTR, WORKER_ATTR
+
 MAX_RETRY = 3
 
 
@@ -70,33 +75,70 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         yield
 
 
-def _is_stale(trial: FrozenTrial, now: datetime.datetime, stale_after: float | None) -> bool:
+def _worker_name(worker: str | None) -> str:
+    """`host:pid` of a worker id (`host:pid:start-ticks`), or 'unknown'."""
+    return worker.rsplit(":", 1)[0] if worker and worker.count(":") >= 2 else (worker or "unknown")
+
+
+def stale_reason(trial: FrozenTrial, now: datetime.datetime, stale_after: float | None) -> str | None:
+    """Why a RUNNING trial is abandoned (its worker died on this host, or it ran past `stale_after`), else None."""
     worker = trial.user_attrs.get(WORKER_ATTR)
     alive = worker_alive(worker) if worker else None
     if alive is not None:
-        return not alive
+        return None if alive else f"worker {_worker_name(worker)} died"
     started = trial.datetime_start
-    return stale_after is not None and started is not None and (now - started).total_seconds() > stale_after
+    if stale_after is not None and started is not None and (now - started).total_seconds() > stale_after:
+        return (f"older than --stale-after {stale_after:g} s (started {started:%Y-%m-%d %H:%M:%S} "
+                f"by worker {_worker_name(worker)})")
+    return None
+
+
+def _heartbeat_stale(study: optuna.Study) -> dict[int, str]:
+    """Trial ids whose RDB heartbeat is older than the grace period, with the reason (as `fail_stale_trials`)."""
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        return {}
+    interval = storage.get_heartbeat_interval()
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a _CachedStorage
+    grace = getattr(backend, "grace_period", None) or 2 * interval  # Optuna's default grace period
+    return {tid: f"heartbeat stale: none for more than {grace} s" for tid in storage._get_stale_trial_ids(study._study_id)}
+
+
+def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Record `reason` and fail the trial; False if another worker finished or failed it first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, FAIL_ATTR, reason)
+        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
 
 
 def sweep_stale(study: optuna.Study, stale_after: float | None = None) -> list[int]:
-    """Fail and re-queue RUNNING trials whose worker is gone; returns their numbers."""
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    """Fail and re-queue RUNNING trials whose worker is gone (each gets a `fail_reason`); returns their numbers.
+
+    The retry (a WAITING copy of the trial, Optuna's `RetryHeartbeatStaleTrialCallback`) is made
+    from the trial as it was while running, so the copy does not inherit the `fail_reason`.
+    """
     with warnings.catch_warnings():  # both are stable in practice but marked experimental; keep the bar clean
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # RDB heartbeats; re-queues through the storage's callback
+        heartbeat_stale = _heartbeat_stale(study)
+        storage_retry = study._storage.get_heartbeat_stale_trial_callback() if heartbeat_stale else None
         retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     now = datetime.datetime.now()
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
-        if trial.state == TrialState.FAIL:
-            if trial.number in running:  # failed just now by the heartbeat check
-                failed.append(trial.number)
-        elif _is_stale(trial, now, stale_after):
-            try:
-                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    retry(study, trial)
-                    failed.append(trial.number)
-            except UpdateFinishedTrialError:  # another worker failed it first
-                pass
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id in heartbeat_stale:
+            reason, callback = heartbeat_stale[trial._trial_id], storage_retry
+            worker = trial.user_attrs.get(WORKER_ATTR)
+            if worker:
+                reason += f" (worker {_worker_name(worker)})"
+        else:
+            reason, callback = stale_reason(trial, now, stale_after), retry
+        if reason is not None and _fail(study, trial, reason):
+            if callback is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    callback(study, copy.deepcopy(trial))  # as Optuna does: the callback edits attrs
+            failed.append(trial.number)
     return sorted(failed)

@@ -12,6 +12,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from .attrs import ANCHOR_ATTR
+
 Point = tuple[float, ...]
 
 
@@ -54,7 +56,7 @@ def feasible_complete(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 def reference_point(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], margin: float = 0.1) -> Point:
     """Worst value per objective over the anchor trials (all trials if none), widened by `margin`."""
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    anchors = [t for t in done if t.user_attrs.get("anchor")] or done
+    anchors = [t for t in done if t.user_attrs.get(ANCHOR_ATTR)] or done
     if not anchors:
         return tuple(1.0 for _ in directions)
     worst = [max(col) for col in zip(*(as_minimised(t.values, directions) for t in anchors))]

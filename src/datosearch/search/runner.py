@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..space.encoding import Encoding, EncodingConfig, make_encoding
 from ..space.schedule import Schedule, ScheduleError
+from .attrs import ANCHOR_ATTR, DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, PLAN_ATTR, RETRY_ATTR, SCHEDULE_ATTR
 from .evaluator import Evaluation
 from .liveness import heartbeat, sweep_stale
 
@@ -25,9 +26,6 @@ class CandidateEvaluator(Protocol):
 
     def evaluate(self, schedule: Schedule) -> Evaluation: ...
 
-KEY_ATTR, SCHEDULE_ATTR, ANCHOR_ATTR = "schedule_key", "schedule", "anchor"
-DEDUP_ATTR, FAIL_ATTR = "dedup_of", "fail_reason"
-PLAN_ATTR = "exact_plan"  # an anchor outside the encoding's family: evaluated exactly, genes are the nearest
 
 
 def _failures() -> tuple[type[BaseException], ...]:
@@ -89,7 +87,7 @@ def complete_count(study: optuna.Study) -> int:
 
 
 def _retry_attrs(attrs: dict[str, Any], number: int) -> dict[str, Any]:
-    return {**{k: v for k, v in attrs.items() if k in (ANCHOR_ATTR, PLAN_ATTR)}, "retry_of": number}
+    return {**{k: v for k, v in attrs.items() if k in (ANCHOR_ATTR, PLAN_ATTR)}, RETRY_ATTR: number}
 
 
 def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial | None:
@@ -134,7 +132,7 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
     duplicate = _find_duplicate(study, key, trial.number)
     if duplicate is not None:
         for name, value in duplicate.user_attrs.items():
-            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, "retry_of"):
+            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, RETRY_ATTR):
                 trial.set_user_attr(name, value)
         trial.set_user_attr(DEDUP_ATTR, duplicate.number)
         study.tell(trial, duplicate.values)

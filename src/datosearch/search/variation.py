@@ -19,6 +19,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from ..space.structured import POWER_RANGE
+from .attrs import KEY_ATTR
 
 if TYPE_CHECKING:
     from ..space.structured import StructuredEncoding
@@ -55,7 +56,7 @@ class StructuredVariation:
         a = self._tournament(parent_population, study.directions)
         b = self._tournament(parent_population, study.directions)
         child = self.crossover(a.params, b.params) if self.rng.rand() < CROSSOVER_PROB else dict(a.params)
-        seen = {t.user_attrs.get("schedule_key") for t in study.get_trials(deepcopy=False)}
+        seen = {t.user_attrs.get(KEY_ATTR) for t in study.get_trials(deepcopy=False)}
         for _ in range(RETRIES):
             child = self.mutate(child)
             if self.encoding.decode(child).key() not in seen:

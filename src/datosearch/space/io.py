@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import jsonschema
 
+from ..atomic import write_atomic
 from .schedule import SCHEMA_IDS, Schedule, ScheduleError
 
 
@@ -65,35 +65,50 @@ def loads(text: str, source: str = "schedule") -> Schedule:
     return from_json_obj(_decode(text, source), source)
 
 
-def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
-    """Load a schedule file; a file holding a list (an export) needs `index`."""
-    path = Path(path)
+EXPORT_FORMAT = "datosearch/export@1"  # `datosearch export`'s index.json (written by `studies.export`)
+
+
+def _export_entry(path: Path, data: dict[str, Any], index: int | None) -> Path:
+    """The schedule file of entry `index` of an export index (relative to the index); one sentence otherwise."""
+    entries = data.get("entries")
+    if not isinstance(entries, list) or not entries:
+        raise ScheduleError(f"{path}: the export index lists no schedules")
+    if index is None and len(entries) > 1:
+        raise ScheduleError(f"{path}: the export holds {len(entries)} schedules; pick one with "
+                            f"index=K (--index K) in 0..{len(entries) - 1}")
+    k = 0 if index is None else index
+    if not 0 <= k < len(entries):
+        raise ScheduleError(f"{path}: the export holds {len(entries)} schedules; index {k} is not in "
+                            f"0..{len(entries) - 1}")
+    entry = entries[k]
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise ScheduleError(f"{path}: field 'entries[{k}].file' is missing or not a string")
+    return path.parent / entry["file"]
+
+
+def _read(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ScheduleError(f"{path}: cannot read schedule file ({exc.strerror})") from None
-    data = _decode(text, str(path))
-    if isinstance(data, dict) and "schedules" in data:
-        items = data["schedules"]
-        if index is None or not 0 <= index < len(items):
-            raise ScheduleError(f"{path}: holds {len(items)} schedules; pick one with an index in 0..{len(items) - 1}")
-        return from_json_obj(items[index], f"{path}[{index}]")
+    return _decode(text, str(path))
+
+
+def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
+    """Load a schedule file, or entry `index` of an export's `index.json` (needed when it lists several)."""
+    path = Path(path)
+    data = _read(path)
+    if isinstance(data, dict) and data.get("format") == EXPORT_FORMAT:
+        path = _export_entry(path, data, index)
+        data = _read(path)  # the entry's file must be a schedule
+    elif index not in (None, 0):
+        raise ScheduleError(f"{path}: holds one schedule, not an export index; index {index} does not exist")
     return from_json_obj(data, str(path))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to `path` via a temporary file and `os.replace`, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to `path` atomically (`datosearch.atomic.write_atomic`), so readers never see half a file."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save(schedule: Schedule, path: str | os.PathLike) -> None:

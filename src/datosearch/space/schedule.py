@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Union
 
@@ -25,6 +26,9 @@ MAX_RATIO = 0.75
 MAX_ORDER = 2
 SCHEMA_V1, SCHEMA_V2 = "datosearch/schedule@1", "datosearch/schedule@2"
 SCHEMA_IDS = (SCHEMA_V1, SCHEMA_V2)
+BASE_SELECTIONS = ("dynamics", "similarity", "random")
+FALLBACKS = ("similarity", "random")
+TARGETS = ("attn1", "attn2", "ff")
 
 # DaTo's published COCO-30k plan for calls 1..50 (LDM numbering): 0 reuse, 1 shallow branch 0, >=2 full.
 DATO_COCO_CODES = [1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 12, 1, 0, 0, 0, 1, 1, 0, 1, 0, 12, 0, 0, 0, 0, 0, 0,
@@ -81,6 +85,50 @@ class PruneConfig:
     def active(self) -> bool:
         return any(r > 0 for r in self.ratios.values())
 
+    def validate(self, n_calls: int | None = None) -> None:
+        """Check every field (the same rules as the JSON Schema, for JSON and Python alike)."""
+        _check_prune(self, n_calls)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def _check_prune(p: PruneConfig, n_calls: int | None) -> None:
+    def bad(name: str, message: str) -> ScheduleError:
+        return ScheduleError(f"field 'prune.{name}': {message}")
+
+    for name, choices in (("base_selection", BASE_SELECTIONS), ("fallback", FALLBACKS)):
+        if getattr(p, name) not in choices:
+            raise bad(name, f"{getattr(p, name)!r} is not one of {', '.join(map(repr, choices))}")
+    targets = list(p.targets) if isinstance(p.targets, (list, tuple)) else None
+    if not targets or any(t not in TARGETS for t in targets) or len(set(targets)) != len(targets):
+        raise bad("targets", f"{p.targets!r} is not a non-empty list of distinct names from {', '.join(TARGETS)}")
+    for name in ("sx", "sy"):
+        if not (_is_int(getattr(p, name)) and 1 <= getattr(p, name) <= 64):
+            raise bad(name, f"{getattr(p, name)!r} is not an integer in 1..64")
+    if not (_is_number(p.noise_alpha) and 0 <= p.noise_alpha <= 100):
+        raise bad("noise_alpha", f"{p.noise_alpha!r} is not a number in [0, 100]")
+    if not (_is_int(p.seed) and 0 <= p.seed <= 2**63 - 1):
+        raise bad("seed", f"{p.seed!r} is not an integer in 0..2**63-1")
+    if p.call_scale is not None:
+        if not isinstance(p.call_scale, (list, tuple)) or not all(_is_number(c) and c >= 0 for c in p.call_scale):
+            raise bad("call_scale", f"{p.call_scale!r} is not null or a list of numbers >= 0")
+        if n_calls is not None and len(p.call_scale) != n_calls:
+            raise bad("call_scale", f"has {len(p.call_scale)} entries but 'cache' has {n_calls} calls")
+    if not isinstance(p.ratios, dict):
+        raise bad("ratios", f"expected a mapping of block paths to ratios, got {type(p.ratios).__name__}")
+    limit = min(MAX_RATIO, 1 - 1 / (p.sx * p.sy))
+    for block, r in p.ratios.items():
+        if not isinstance(block, str):
+            raise bad("ratios", f"block name {block!r} is not a string")
+        if not (_is_number(r) and 0 <= r <= limit):
+            raise bad(f"ratios.{block}", f"{r!r} is outside [0, {limit:g}]")
+
 
 @dataclass
 class Schedule:
@@ -92,7 +140,8 @@ class Schedule:
     forecast: dict[int, Forecast] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.prune.targets = tuple(self.prune.targets)
+        if isinstance(self.prune.targets, list):
+            self.prune.targets = tuple(self.prune.targets)
         self.forecast = {int(t): f for t, f in sorted(self.forecast.items())}
         self.validate()
 
@@ -155,7 +204,7 @@ class Schedule:
 
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
-        """Check what the JSON Schema cannot: call 0, lengths, ratio bounds for the patch size."""
+        """Check every field: the cache plan (call 0 full), then `PruneConfig.validate` (lengths, ranges, names)."""
         if not self.cache:
             raise ScheduleError("field 'cache': must have at least one call")
         for t, a in enumerate(self.cache):
@@ -163,16 +212,7 @@ class Schedule:
                 raise ScheduleError(f"field 'cache[{t}]': {a!r} is not 'full', 'reuse' or a branch id >= 0")
         if self.cache[0] != FULL:
             raise ScheduleError(f"field 'cache[0]': call 0 must be 'full', got {self.cache[0]!r}")
-        p = self.prune
-        if p.call_scale is not None and len(p.call_scale) != self.n_calls:
-            raise ScheduleError(f"field 'prune.call_scale': has {len(p.call_scale)} entries "
-                                f"but 'cache' has {self.n_calls} calls")
-        if p.sx < 1 or p.sy < 1:
-            raise ScheduleError(f"field 'prune.sx'/'prune.sy': must be >= 1, got {p.sx}x{p.sy}")
-        limit = min(MAX_RATIO, 1 - 1 / (p.sx * p.sy))
-        for block, r in p.ratios.items():
-            if not 0 <= r <= limit:
-                raise ScheduleError(f"field 'prune.ratios.{block}': {r} is outside [0, {limit:g}]")
+        self.prune.validate(self.n_calls)
         for t, fc in self.forecast.items():
             if not 0 <= t < self.n_calls or self.cache[t] == FULL:
                 raise ScheduleError(f"field 'cache[{t}]': only a shallow or reuse call can forecast")

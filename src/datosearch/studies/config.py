@@ -9,9 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-CONFIG_ATTR = "datosearch_config"
+from ..search.attrs import BUDGET_ATTR, CONFIG_ATTR  # noqa: F401 - re-exported (studies.config.BUDGET_ATTR)
 REFERENCES = ("full", "converged")
-BUDGET_ATTR = "datosearch_budget"
 
 
 class StudyConfigError(ValueError):

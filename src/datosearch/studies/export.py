@@ -11,11 +11,9 @@ from typing import Any
 
 import optuna
 
-from ..space.io import write_json_atomic
+from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, write_json_atomic
 from .front import pareto_front
 from .study import stored_config
-
-INDEX_FORMAT = "datosearch/export@1"
 
 
 def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
@@ -29,15 +27,18 @@ def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
     index: list[dict[str, Any]] = []
     for k, entry in enumerate(entries):
         name = f"schedule_{k}.json"
-        meta = dict(model=config.model, height=config.height, width=config.width, scheduler=config.scheduler,
-                    steps=config.steps, guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
+        own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
+        meta = dict(model=config.model, height=config.height, width=config.width,
+                    scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
+                    guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
                     speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
         if entry.anchor:
             meta["name"] = entry.anchor
-        write_json_atomic(out_dir / name, entry.schedule.with_meta(**meta).to_dict())
+        schedule = entry.schedule.with_meta(**meta)
+        write_json_atomic(out_dir / name, schedule.to_dict())
         written.add(name)
         index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
-                      "anchor": entry.anchor, "key": entry.schedule.key(), "counts": entry.schedule.counts()})
+                      "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
     for stale in out_dir.glob("schedule_*.json"):
         if stale.name not in written:
             stale.unlink()
@@ -46,21 +47,3 @@ def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
     write_json_atomic(path, {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
                              "config": config.to_json(), "entries": index})
     return path
-
-
-def resolve_schedule_file(path: str | Path, index: int | None) -> tuple[Path, int | None]:
-    """For an export index, the K-th schedule file; any other file is returned unchanged."""
-    import json
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return path, index  # let the schedule loader report it
-    if isinstance(data, dict) and data.get("format") == INDEX_FORMAT:
-        entries = data["entries"]
-        k = 0 if index is None else index
-        if not 0 <= k < len(entries):
-            raise ValueError(f"{path}: the export holds {len(entries)} schedules; pick --index in 0..{len(entries) - 1}")
-        return path.parent / entries[k]["file"], None
-    return path, index

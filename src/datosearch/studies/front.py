@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from ..search.runner import ANCHOR_ATTR, DEDUP_ATTR, KEY_ATTR, SCHEDULE_ATTR
+from ..search.attrs import ANCHOR_ATTR, DEDUP_ATTR, KEY_ATTR, SCHEDULE_ATTR, SPEEDUP_ATTR
 from ..space.io import from_json_obj
 from ..space.schedule import Schedule
 
@@ -25,7 +25,7 @@ class FrontEntry:
 
     @property
     def speedup(self) -> float | None:
-        return self.trial.user_attrs.get("speedup")
+        return self.trial.user_attrs.get(SPEEDUP_ATTR)
 
 
 def objective_names(study: optuna.Study) -> list[str]:

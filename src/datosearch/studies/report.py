@@ -4,8 +4,6 @@ labelled, hypervolume history, and heat-maps of the front's cache plans and prun
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -13,8 +11,9 @@ import optuna
 import plotly.graph_objects as go
 from optuna.study import StudyDirection
 
+from ..atomic import write_atomic
+from ..search.attrs import ANCHOR_ATTR
 from ..search.pareto import reference_point
-from ..search.runner import ANCHOR_ATTR
 from ..space.schedule import FULL, REUSE
 from .front import FrontEntry, objective_names, pareto_front
 
@@ -94,11 +93,4 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
             f"<h1>{title}</h1><p>{len(study.trials)} trials, {len(entries)} Pareto-optimal schedules.</p>"
             f"{body}</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, page)

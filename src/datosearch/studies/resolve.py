@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..objectives import device_name
+from ..search.evaluator import accepts_size
 from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline, set_scheduler
 from .config import StudyConfig
 
@@ -28,6 +29,11 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _given(value: Any, default: Any) -> Any:
+    """`value` unless it is None (not given); 0 and other falsy values are kept."""
+    return default if value is None else value
+
+
 def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str | None = None) -> tuple[StudyConfig, Any]:
     """The configuration these options describe (on top of `base`, else defaults), and the pipeline."""
     def pick(name: str, field: str | None = None) -> Any:
@@ -41,7 +47,8 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
     pipe, model = load_pipeline(pick("model", "model"), device, pick("dtype", "dtype"))
     scheduler = set_scheduler(pipe, pick("scheduler", "scheduler"))
     if opts.get("prompts") or opts.get("images") is not None or base is None:
-        n = opts.get("images") or (len(opts["prompts"]) if opts.get("prompts") else DEFAULTS["images"])
+        n = opts["images"] if opts.get("images") is not None else (
+            len(opts["prompts"]) if opts.get("prompts") else DEFAULTS["images"])
         prompts, seeds = default_prompts(n)
         if opts.get("prompts"):
             prompts = [opts["prompts"][i % len(opts["prompts"])] for i in range(n)]
@@ -49,12 +56,17 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         prompts, seeds = base.prompts, base.seeds
     steps = pick("steps", "steps")
     resolution = opts.get("resolution")
-    height = resolution or (base.height if base else default_resolution(pipe))
-    width = resolution or (base.width if base else default_resolution(pipe))
+    if resolution is not None and not accepts_size(pipe) and resolution != default_resolution(pipe):
+        size = default_resolution(pipe)
+        raise ValueError(f"model {model!r} generates {size}x{size} images only; --resolution {resolution} cannot be "
+                         f"used (omit it or pass {size})")
+    height = resolution if resolution is not None else (base.height if base else default_resolution(pipe))
+    width = resolution if resolution is not None else (base.width if base else default_resolution(pipe))
     from ..objectives import DEFAULT_OBJECTIVES
 
-    objectives = pick("objectives", "objectives") or list(DEFAULT_OBJECTIVES)
-    extractor = pick("extractor", "extractor") or ("embedded-digits" if model == "embedded" else "conv-random")
+    objectives = _given(pick("objectives", "objectives"), list(DEFAULT_OBJECTIVES))
+    extractor = _given(pick("extractor", "extractor"), "embedded-digits" if model == "embedded" else "conv-random")
+    guidance = _given(pick("guidance", "guidance"), default_guidance(pipe))
     enc_overrides = {field: opts[name] for name, field in ENCODING_OPTIONS.items() if opts.get(name) is not None}
     if base is not None:
         encoding = {**base.encoding, **enc_overrides}
@@ -67,7 +79,7 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         encoding = default_encoding(pipe, steps, bool(opts.get("search_steps")), **fields).to_dict()
     config = StudyConfig(
         model=model, prompts=prompts, seeds=seeds, height=int(height), width=int(width), steps=int(steps),
-        scheduler=scheduler, guidance=float(pick("guidance", "guidance") or default_guidance(pipe)), objectives=list(objectives),
+        scheduler=scheduler, guidance=float(guidance), objectives=list(objectives),
         extractor=extractor, device=device_name(device), dtype=pick("dtype", "dtype"),
         batch_size=int(pick("batch_size", "batch_size")), latency_images=int(pick("latency_images", "latency_images")),
         latency_warmup=int(pick("latency_warmup", "latency_warmup")),

@@ -43,6 +43,25 @@ def study_dir(url: str, study: str) -> Path:
     return (db.parent if db is not None else Path("studies")) / f"{study}.files"
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(db: Path, url: str) -> None:
+    """Refuse, without writing anything, an existing file that is not an SQLite database."""
+    if db.is_dir():
+        raise StorageError(f"the study database {db} (storage {url}) is a directory, not an SQLite file")
+    try:
+        with db.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot read the study database {db} (storage {url}): {exc.strerror}") from None
+    if header and header != SQLITE_HEADER:
+        raise StorageError(f"{db} is not an SQLite database (storage {url}); it was left untouched, "
+                           f"so move it away or pass another --storage")
+
+
 def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -84,9 +103,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     db = sqlite_path(url)
     if db is None:
         return _rdb(url)
+    _check_sqlite_file(db, url)
     db.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S) as conn:  # WAL is persistent: set it before any engine
-        conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        with sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S) as conn:  # WAL is persistent: set it before any engine
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"cannot open the study database {db} (storage {url}): {exc}") from None
     storage = _rdb(url, connect_args={"timeout": SQLITE_TIMEOUT_S})
     sqlalchemy.event.listen(storage.engine, "connect", _on_connect)
     storage.engine.dispose()  # later connections run the pragmas above

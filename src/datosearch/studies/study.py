@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -10,7 +11,8 @@ from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, en
 from ..search.samplers import make_sampler
 from ..space.encoding import make_encoding
 from ..space.schedule import Schedule
-from .config import BUDGET_ATTR, CONFIG_ATTR, StudyConfig, StudyConfigError
+from ..search.attrs import ANCHORS_SKIPPED_ATTR, BUDGET_ATTR, CONFIG_ATTR
+from .config import StudyConfig, StudyConfigError
 from .storage import open_storage, sqlite_path, study_names
 
 
@@ -71,10 +73,13 @@ def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule]
     sampler = sampler_for(config)
     study = optuna.create_study(study_name=name, storage=open_storage(url), directions=directions(config.objectives),
                                 sampler=sampler)
+    with warnings.catch_warnings():  # stable since Optuna 3.2 but still marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config.objectives))  # optuna-dashboard shows them instead of "None"
     study.set_user_attr(CONFIG_ATTR, config.to_json())
     encoding = make_encoding(config.encoding)
     skipped = enqueue_anchors(study, anchors, encoding)
-    study.set_user_attr("anchors_skipped", skipped)
+    study.set_user_attr(ANCHORS_SKIPPED_ATTR, skipped)
     enqueue_initial(study, encoding)
     return study
 

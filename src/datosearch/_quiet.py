@@ -1,0 +1,39 @@
+"""Known-harmless start-up messages of our dependencies, dropped narrowly (by logger and exact wording).
+
+- transformers, without torchvision (which must not be installed next to a CPU-only torch), says at
+  diffusers' import of its pipelines that `CLIPImageProcessor` and `SiglipImageProcessor` fall back
+  to their PIL versions; datosearch never uses an image processor.
+- diffusers warns on every `Module.to(dtype)` that modules "should be kept in float32" even when the
+  list it prints is empty (`[]`); only that empty-list form is dropped.
+
+Everything else, including these loggers' other messages, passes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+HARMLESS: dict[str, re.Pattern[str]] = {
+    "transformers.utils.import_utils": re.compile(
+        r"^`(CLIP|Siglip)ImageProcessor` requires torchvision \(not installed\); falling back to "
+        r"`(CLIP|Siglip)ImageProcessorPil` "),
+    "diffusers.models.modeling_utils": re.compile(r"^There are modules in \w+ that should be kept in float32: \[\]\. "),
+}
+
+
+class _DropHarmless(logging.Filter):
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+def install() -> None:
+    """Add the filters (idempotent); runs when `datosearch` is imported."""
+    for name, pattern in HARMLESS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropHarmless) for f in logger.filters):
+            logger.addFilter(_DropHarmless(pattern))
