@@ -34,8 +34,10 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str | None = None) -> tuple[StudyConfig, Any]:
-    """The configuration these options describe (on top of `base`, else defaults), and the pipeline."""
+def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str | None = None,
+            pipe: Any = None) -> tuple[StudyConfig, Any]:
+    """The configuration these options describe (on top of `base`, else defaults), and the pipeline
+    (loaded here unless `pipe`, already loaded for the same model, is given)."""
     def pick(name: str, field: str | None = None) -> Any:
         if opts.get(name) is not None:
             return opts[name]
@@ -44,7 +46,9 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         return DEFAULTS.get(name)
 
     device = device or opts.get("device") or default_device()
-    pipe, model = load_pipeline(pick("model", "model"), device, pick("dtype", "dtype"))
+    model = pick("model", "model")
+    if pipe is None:
+        pipe, model = load_pipeline(model, device, pick("dtype", "dtype"))
     scheduler = set_scheduler(pipe, pick("scheduler", "scheduler"))
     if opts.get("prompts") or opts.get("images") is not None or base is None:
         n = opts["images"] if opts.get("images") is not None else (
