@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="calibration rounds")
     parser.add_argument("--eval-repeats", type=int, default=5, help="rounds for the held-out schedules")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", default="process", choices=["process", "wall"],
+                        help="process CPU seconds (robust on a shared machine, 1 thread) or wall seconds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -83,7 +85,7 @@ def main() -> None:
     cfg = argparse.Namespace(prompts=default_prompts(1)[0], seeds=[0], steps=args.steps,
                              guidance=default_guidance(pipe), height=size, width=size, batch_size=1)
     evaluator = Evaluator(pipe, calibration(cfg), ["latency"], reference=torch.zeros(1), fid=lambda _: 0.0,
-                          measure_latency=lambda run: measure_latency(run, "cpu", warmup=0, repeats=1).median_s)
+                          measure_latency=lambda run: measure_latency(run, "cpu", 0, 1, args.clock).median_s)
 
     def n_calls_of(scheduler: str, steps: int) -> int:
         with using_scheduler(pipe, scheduler) as sched:
@@ -118,7 +120,7 @@ def main() -> None:
              **s.counts(), "measured_s": m, "predicted_s": p, "rel_err": (p - m) / m, "calibrated_s": e,
              "speedup_measured": a, "speedup_calibrated": b}
             for s, m, p, e, a, b in zip(schedules, measured, predicted, early, sp_m, sp_e)]
-    result = {"model": args.model, "hardware": hardware, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"model": args.model, "hardware": hardware, "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": args.clock,
               "steps": args.steps, "calibration_wall_s": calib_wall, "cost_model": model.to_dict(),
               "same_rounds_model": same.to_dict(),
               "held_out": {**fit_stats(measured, predicted), "full_predicted_over_measured": base_p / base_m,
@@ -142,7 +144,7 @@ def write(result: dict[str, Any], args: argparse.Namespace) -> None:
     cm, h = result["cost_model"], result["held_out"]
     st = cm["stats"]
     lines = [f"# Latency cost model, {result['model']} model, on {result['hardware']}", "",
-             f"torch {result['torch']}, {result['threads']} torch thread(s); 1 image per generation; the pipeline's "
+             f"torch {result['torch']}, {result['threads']} torch thread(s), {result['clock']} clock; 1 image per generation; the pipeline's "
              f"own scheduler PNDM (PLMS) at {result['steps']} steps is the baseline.", "",
              f"Calibration: {st['n_points']} schedules × {st['repeats']} interleaved rounds (+1 warm-up) in "
              f"{result['calibration_wall_s']:.1f} s; fit R² {st['r2']:.4f}, max rel. error {st['max_rel_err']:.3f}.",

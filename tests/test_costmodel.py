@@ -147,8 +147,19 @@ def test_time_interleaved_is_round_robin_with_medians():
         return next(values)
 
     a, b = Schedule.full(2, tag="a"), Schedule.full(2, tag="b")
-    assert time_interleaved(timer, [a, b], repeats=3, warmup=1) == [2.0, 5.0]
+    assert time_interleaved(timer, [a, b], repeats=3, warmup=1, shuffle=False) == [2.0, 5.0]
     assert calls == ["a", "b"] * 4
+    calls.clear()
+    many = [Schedule.full(2, tag=str(i)) for i in range(6)]
+
+    def record(s: Schedule) -> float:
+        calls.append(s.meta["tag"])
+        return float(len(calls))
+
+    time_interleaved(record, many, repeats=4, warmup=1)
+    rounds = [calls[i:i + 6] for i in range(0, 30, 6)]
+    assert rounds[0] == [str(i) for i in range(6)]  # warm-up in order
+    assert all(sorted(r) == sorted(rounds[0]) for r in rounds) and len({tuple(r) for r in rounds[1:]}) > 1
 
 
 def test_layout_groups_by_block(unet):
@@ -157,3 +168,15 @@ def test_layout_groups_by_block(unet):
     assert TOP not in layout.computed[0] and TOP in layout.computed[1]
     with pytest.raises(CostModelError, match="group_by"):
         PlanLayout.of(unet, group_by="resolution")
+
+
+def test_process_clock_ignores_time_spent_waiting():
+    import time
+
+    from datosearch.objectives import ObjectiveError, measure_latency
+
+    wall = measure_latency(lambda: time.sleep(0.05), warmup=0, repeats=1).median_s
+    cpu = measure_latency(lambda: time.sleep(0.05), warmup=0, repeats=1, clock="process").median_s
+    assert wall >= 0.05 > 0.02 > cpu
+    with pytest.raises(ObjectiveError, match="unknown clock"):
+        measure_latency(lambda: None, clock="thread")

@@ -14,6 +14,7 @@ schedules interleaved, fits the coefficients by least squares and returns a `Cos
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -208,12 +209,13 @@ def fit_stats(measured: Sequence[float], predicted: Sequence[float]) -> dict[str
 
 
 def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedulers: Sequence[str],
-           steps: Sequence[int], branches: Sequence[int] = (0, 1, 2), ratios: Sequence[float] = (0.25, 0.75),
+           steps: Sequence[int], branches: Sequence[int] = (0, 1, 2), ratios: Sequence[float] = (0.25, 0.5, 0.75),
            group_by: str = "level", interval: int = 4) -> list[Schedule]:
     """Calibration schedules that identify every coefficient: full compute on every scheduler at every
     step count; on the first scheduler at the most steps, reuse every non-full call (every `interval`,
     with and without forecasting, and every 2·interval), shallow `b` for each branch; at the fewest
-    steps (a relative saving does not need many calls), full compute pruned at each ratio on each group."""
+    steps (a relative saving does not need many calls), full compute pruned at each ratio on each group,
+    and at the middle ratio on all groups at once."""
     if len(set(steps)) < 2 or not schedulers:
         raise CostModelError("calibration needs at least one scheduler and two distinct step counts")
     out = [Schedule.full(n_calls_of(s, k), scheduler=s, steps=k).with_meta(name=f"full-{s}-{k}")
@@ -233,16 +235,23 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
         blocks = [b for b, gb in layout.groups.items() if gb == g]
         out += [Schedule([FULL] * m, PruneConfig({b: r for b in blocks}), dict(meta_lo, name=f"prune-{g}-r{r:g}"))
                 for r in ratios]
+    r = ratios[len(ratios) // 2]  # every group at once: checks that group costs add up
+    out.append(Schedule([FULL] * m, PruneConfig({b: r for b in layout.groups}), dict(meta_lo, name=f"prune-all-r{r:g}")))
     return out
 
 
 def time_interleaved(time_schedule: Callable[[Schedule], float], schedules: Sequence[Schedule], repeats: int = 5,
-                     warmup: int = 1) -> list[float]:
-    """Median seconds per schedule over `repeats` round-robin rounds, after `warmup` untimed rounds."""
+                     warmup: int = 1, shuffle: bool = True) -> list[float]:
+    """Median seconds per schedule over `repeats` rounds that time each schedule once, after `warmup`
+    untimed rounds; `shuffle`: each round in its own seeded order, so drift within a round is spread."""
     times: list[list[float]] = [[] for _ in schedules]
+    rng = random.Random(0)
     for r in range(warmup + repeats):
-        for i, s in enumerate(schedules):
-            t = time_schedule(s)
+        order = list(range(len(schedules)))
+        if shuffle and r >= warmup:
+            rng.shuffle(order)
+        for i in order:
+            t = time_schedule(schedules[i])
             if r >= warmup:
                 times[i].append(t)
     return [statistics.median(t) for t in times]
@@ -250,7 +259,7 @@ def time_interleaved(time_schedule: Callable[[Schedule], float], schedules: Sequ
 
 def calibrate(time_schedule: Callable[[Schedule], float], unet: torch.nn.Module,
               n_calls_of: Callable[[str, int], int], schedulers: Sequence[str], steps: Sequence[int], *,
-              branches: Sequence[int] = (0, 1, 2), ratios: Sequence[float] = (0.25, 0.75), group_by: str = "level",
+              branches: Sequence[int] = (0, 1, 2), ratios: Sequence[float] = (0.25, 0.5, 0.75), group_by: str = "level",
               repeats: int = 5, warmup: int = 1, device: str = "") -> CostModel:
     """Time `design(...)` interleaved and fit a `CostModel`.
 
