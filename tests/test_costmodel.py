@@ -67,7 +67,7 @@ def test_feature_counts_of_a_hand_checked_schedule(unet):
     assert "down_blocks.0" in skipped_modules(unet, 0) and "down_blocks.0" not in skipped_modules(unet, 1)
     s = Schedule([FULL, 0, REUSE, 1, FULL], PruneConfig({TOP: 0.5}))
     s = Schedule(s.cache, s.prune, forecast=Schedule([FULL, 0, REUSE], s.prune).with_forecast(1).forecast)
-    f = plan_features(s, unet, 5, PNDM)
+    f = plan_features(s, unet, 5, "pndm")
     assert f == {"const": 1.0, f"calls:{PNDM}": 5.0, "full": 2.0, "shallow:0": 1.0, "shallow:1": 1.0,
                  "forecast": 2.0, "pruned:L0": 3.0, "prune:L0": 1.5}
 
@@ -180,3 +180,12 @@ def test_process_clock_ignores_time_spent_waiting():
     assert wall >= 0.05 > 0.02 > cpu
     with pytest.raises(ObjectiveError, match="unknown clock"):
         measure_latency(lambda: None, clock="thread")
+
+
+def test_scaled_model_keeps_speedups(model):
+    s = Schedule.deepcache(9, 3, 2)
+    double = model.scaled(2.0)
+    assert double.predict(s) == pytest.approx(2 * model.predict(s))
+    assert double.predict(None, n_calls=9) / double.predict(s) == pytest.approx(
+        model.predict(None, n_calls=9) / model.predict(s))
+    assert double.stats["scale"] == 2.0 and model.stats.get("scale", 1.0) == 1.0

@@ -51,11 +51,11 @@ def prune_f(group: str) -> str:
     return f"prune:{group}"
 
 
-def scheduler_name(name: str) -> str:
+def class_name(scheduler: str) -> str:
     """The diffusers class name of a scheduler given by short name or class name."""
     from ..search.trajectory import scheduler_class  # lazy: avoids importing the search package here
 
-    return scheduler_class(name).__name__
+    return scheduler_class(scheduler).__name__
 
 
 @dataclass
@@ -86,9 +86,12 @@ class PlanLayout:
         return cls(dict(data["groups"]), {int(b): list(v) for b, v in data["computed"].items()})
 
 
-def plan_features(schedule: Schedule | None, unet: torch.nn.Module | PlanLayout, n_calls: int | None = None,
-                  scheduler_name: str = "") -> dict[str, float]:
-    """The counts that explain one generation's latency (None: full compute for `n_calls` calls)."""
+def plan_features(schedule: Schedule | None, unet: torch.nn.Module | PlanLayout, n_calls: int | None,
+                  scheduler_name: str) -> dict[str, float]:
+    """The counts that explain one generation's latency on `scheduler_name` (a short or class name).
+
+    `schedule` None: full compute for `n_calls` calls; otherwise `n_calls` (if given) must match it.
+    """
     layout = unet if isinstance(unet, PlanLayout) else PlanLayout.of(unet)
     if schedule is None:
         if not n_calls:
@@ -96,7 +99,7 @@ def plan_features(schedule: Schedule | None, unet: torch.nn.Module | PlanLayout,
         schedule = Schedule.full(n_calls)
     elif n_calls is not None and n_calls != schedule.n_calls:
         raise CostModelError(f"the schedule plans {schedule.n_calls} calls, not {n_calls}")
-    out: dict[str, float] = {CONST: 1.0, calls_f(scheduler_name): float(schedule.n_calls)}
+    out: dict[str, float] = {CONST: 1.0, calls_f(class_name(scheduler_name)): float(schedule.n_calls)}
     prune: PruneConfig = schedule.prune
     for t, action in enumerate(schedule.cache):
         if action == REUSE:
@@ -175,7 +178,7 @@ class CostModel:
                     scheduler: str | None = None) -> dict[str, float]:
         """`plan_features` with the scheduler taken from the schedule's meta (else the pipeline's own)."""
         name = scheduler or (schedule.meta.get("scheduler") if schedule is not None else None)
-        name = scheduler_name(name) if name else self.schedulers[0]
+        name = class_name(name) if name else self.schedulers[0]
         if name not in self.schedulers:
             raise CostModelError(f"the cost model is not calibrated for {name} (only {', '.join(self.schedulers)})")
         return plan_features(schedule, self.layout, n_calls, name)
@@ -187,6 +190,12 @@ class CostModel:
         if unknown:
             raise CostModelError(f"the cost model was not calibrated for {', '.join(unknown)}")
         return float(sum(self.coefficients[k] * v for k, v in feats.items() if k in self.coefficients))
+
+    def scaled(self, factor: float) -> "CostModel":
+        """Every cost times `factor`: re-anchors absolute seconds (e.g. to a baseline measured now, as
+        `measured / predict(baseline)`) when the machine's load has changed; speedups are unchanged."""
+        return CostModel({k: v * factor for k, v in self.coefficients.items()}, self.layout, list(self.schedulers),
+                         self.device, {**self.stats, "scale": self.stats.get("scale", 1.0) * factor})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (for an Optuna study's user attrs)."""
@@ -213,7 +222,7 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
            group_by: str = "level", interval: int = 4) -> list[Schedule]:
     """Calibration schedules that identify every coefficient: full compute on every scheduler at every
     step count; on the first scheduler at the most steps, reuse every non-full call (every `interval`,
-    with and without forecasting, and every 2·interval), shallow `b` for each branch; at the fewest
+    with and without forecasting, and every 2·interval), shallow `b` for each branch (same two intervals); at the fewest
     steps (a relative saving does not need many calls), full compute pruned at each ratio on each group,
     and at the middle ratio on all groups at once."""
     if len(set(steps)) < 2 or not schedulers:
@@ -228,7 +237,7 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
 
     out += [every(interval, REUSE, f"reuse-N{interval}"), every(2 * interval, REUSE, f"reuse-N{2 * interval}"),
             every(interval, REUSE, f"forecast2-N{interval}").with_forecast(2)]
-    out += [every(interval, b, f"shallow{b}-N{interval}") for b in branches]
+    out += [every(k, b, f"shallow{b}-N{k}") for b in branches for k in (interval, 2 * interval)]
     layout = PlanLayout.of(unet, group_by)
     m, meta_lo = n_calls_of(s0, min(steps)), {"scheduler": s0, "steps": min(steps)}
     for g in sorted(set(layout.groups.values())):
@@ -268,7 +277,7 @@ def calibrate(time_schedule: Callable[[Schedule], float], unet: torch.nn.Module,
     interleaving happen here). `n_calls_of(scheduler, steps)`: U-Net calls of that trajectory.
     `schedulers[0]` must be the pipeline's own (it prices schedules that name no scheduler).
     """
-    names = [scheduler_name(s) for s in schedulers]
+    names = [class_name(s) for s in schedulers]
     schedules = design(unet, n_calls_of, names, steps, branches, ratios, group_by)
     start = time.perf_counter()
     times = time_interleaved(time_schedule, schedules, repeats, warmup)
@@ -280,8 +289,8 @@ def calibrate(time_schedule: Callable[[Schedule], float], unet: torch.nn.Module,
 def fit_model(schedules: Sequence[Schedule], times: Sequence[float], layout: PlanLayout, schedulers: Sequence[str],
               device: str = "") -> CostModel:
     """Fit a `CostModel` to measured seconds of `schedules` (each naming its scheduler in meta)."""
-    names = [scheduler_name(s) for s in schedulers]
-    rows = [plan_features(s, layout, None, scheduler_name(s.meta.get("scheduler") or names[0])) for s in schedules]
+    names = [class_name(s) for s in schedulers]
+    rows = [plan_features(s, layout, None, class_name(s.meta.get("scheduler") or names[0])) for s in schedules]
     model = CostModel(fit(rows, times), layout, names, device)
     predicted = [model.predict(s) for s in schedules]
     model.stats = {**fit_stats(times, predicted),
