@@ -17,7 +17,7 @@ import math
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -33,22 +33,6 @@ CONST, FULL_F, FORECAST_F = "const", "full", "forecast"
 
 class CostModelError(ObjectiveError):
     """A cost model that cannot be fitted or cannot predict a schedule."""
-
-
-def calls_f(scheduler: str) -> str:
-    return f"calls:{scheduler}"
-
-
-def shallow_f(branch: int) -> str:
-    return f"shallow:{branch}"
-
-
-def pruned_f(group: str) -> str:
-    return f"pruned:{group}"
-
-
-def prune_f(group: str) -> str:
-    return f"prune:{group}"
 
 
 def class_name(scheduler: str) -> str:
@@ -99,28 +83,31 @@ def plan_features(schedule: Schedule | None, unet: torch.nn.Module | PlanLayout,
         schedule = Schedule.full(n_calls)
     elif n_calls is not None and n_calls != schedule.n_calls:
         raise CostModelError(f"the schedule plans {schedule.n_calls} calls, not {n_calls}")
-    out: dict[str, float] = {CONST: 1.0, calls_f(class_name(scheduler_name)): float(schedule.n_calls)}
+    out: dict[str, float] = {CONST: 1.0, f"calls:{class_name(scheduler_name)}": float(schedule.n_calls)}
     prune: PruneConfig = schedule.prune
     for t, action in enumerate(schedule.cache):
         if action == REUSE:
             blocks: list[str] = []
         elif action == FULL:
-            out[FULL_F] = out.get(FULL_F, 0.0) + 1
+            _add(out, FULL_F, 1)
             blocks = list(layout.groups)
         else:
             if action not in layout.computed:
                 raise CostModelError(f"branch {action} does not exist in this U-Net")
-            out[shallow_f(action)] = out.get(shallow_f(action), 0.0) + 1
+            _add(out, f"shallow:{action}", 1)
             blocks = layout.computed[action]
         for block in blocks:
             r = prune.ratio(block, t) if prune.active else 0.0
             if r > 0:
-                g = layout.groups[block]
-                out[pruned_f(g)] = out.get(pruned_f(g), 0.0) + 1
-                out[prune_f(g)] = out.get(prune_f(g), 0.0) + r
+                _add(out, f"pruned:{layout.groups[block]}", 1)
+                _add(out, f"prune:{layout.groups[block]}", r)
     if schedule.forecast:
         out[FORECAST_F] = float(len(schedule.forecast))
     return out
+
+
+def _add(counts: dict[str, float], key: str, value: float) -> None:
+    counts[key] = counts.get(key, 0.0) + value
 
 
 def _nonnegative(name: str) -> bool:
