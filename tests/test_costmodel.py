@@ -132,6 +132,9 @@ def test_unidentifiable_or_empty_designs_raise(model, unet):
     rows = [{"const": 1, "full": n, "shallow:0": n} for n in (1, 2, 3)]
     with pytest.raises(CostModelError, match="not separable: full, shallow:0"):
         fit(rows, [1.0, 2.0, 3.0])
+    nearly = [{"const": 1, "full": n, "shallow:0": n * (1 + 1e-12 * (n == 3))} for n in (1, 2, 3)]
+    with pytest.raises(CostModelError, match="does not identify"):
+        fit(nearly, [1.0, 2.0, 3.0])
     with pytest.raises(CostModelError, match="two distinct step counts"):
         calibrate(lambda s: 1.0, unet, n_calls_of, ["pndm"], [5, 5])
     with pytest.raises(CostModelError, match="not calibrated for DDIMScheduler"):

@@ -133,8 +133,9 @@ def fit(rows: Sequence[dict[str, float]], times: Sequence[float], names: Sequenc
     rank = np.linalg.matrix_rank(xs)
     if rank < len(names) or np.linalg.cond(xs) > 1e8:
         free = [n for j, n in enumerate(names) if np.linalg.matrix_rank(np.delete(xs, j, axis=1)) == rank]
+        why = f"not separable: {', '.join(free)}" if free else f"condition number {np.linalg.cond(xs):.3g}"
         raise CostModelError(f"the calibration design does not identify every coefficient ({len(rows)} timed "
-                             f"schedules, rank {rank} of {len(names)} features); not separable: {', '.join(free)}")
+                             f"schedules, rank {rank} of {len(names)} features); {why}")
     active = list(range(len(names)))
     coef = np.zeros(len(names))
     while True:
