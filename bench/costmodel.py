@@ -121,7 +121,8 @@ def main() -> None:
              **s.counts(), "measured_s": m, "predicted_s": p, "rel_err": (p - m) / m, "calibrated_s": e,
              "speedup_measured": a, "speedup_calibrated": b}
             for s, m, p, e, a, b in zip(schedules, measured, predicted, early, sp_m, sp_e)]
-    result = {"model": args.model, "hardware": hardware, "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": args.clock,
+    result = {"model": args.model, "hardware": hardware, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "clock": args.clock,
               "steps": args.steps, "calibration_wall_s": calib_wall,
               "calibration_timed_s": calib_cost, "cost_model": model.to_dict(),
               "same_rounds_model": same.to_dict(),
@@ -147,7 +148,8 @@ def write(result: dict[str, Any], args: argparse.Namespace) -> None:
     cm, h = result["cost_model"], result["held_out"]
     st = cm["stats"]
     lines = [f"# Latency cost model, {result['model']} model, on {result['hardware']}", "",
-             f"torch {result['torch']}, {result['threads']} torch thread(s), {result['clock']} clock; 1 image per generation; the pipeline's "
+             f"torch {result['torch']}, {result['threads']} torch thread(s), {result['clock']} clock; 1 image per "
+             f"generation; the pipeline's "
              f"own scheduler PNDM (PLMS) at {result['steps']} steps is the baseline.", "",
              f"Calibration: {st['n_points']} schedules × {st['repeats']} interleaved rounds (+1 warm-up) in "
              f"{result['calibration_wall_s']:.1f} s wall ({result['calibration_timed_s']:.1f} s of timed generations "
@@ -166,7 +168,8 @@ def write(result: dict[str, Any], args: argparse.Namespace) -> None:
               f"rounds, seconds: R² {result['calibrated_model_rescaled_to_baseline']['r2']:.4f}. Full compute "
               f"predicts exactly 1.00x of itself.",
               "", "| schedule | calls | full | shallow | reuse | forecast | measured s | predicted s | rel. err | "
-              "speedup meas. | speedup pred. (calibrated model) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "speedup meas. | speedup pred. (calibrated model) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['name']} | {r['n_calls']} | {r['full']} | {r['shallow']} | {r['reuse']} | {r['forecast']} | "
               f"{r['measured_s']:.4f} | {r['predicted_s']:.4f} | {r['rel_err']:+.3f} | {r['speedup_measured']:.2f}x | "
               f"{r['speedup_calibrated']:.2f}x |" for r in result["rows"]]

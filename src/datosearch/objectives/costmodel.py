@@ -209,10 +209,10 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
            steps: Sequence[int], branches: Sequence[int] = (0, 1, 2), ratios: Sequence[float] = (0.25, 0.5, 0.75),
            group_by: str = "level", interval: int = 4) -> list[Schedule]:
     """Calibration schedules that identify every coefficient: full compute on every scheduler at every
-    step count; on the first scheduler at the most steps, reuse every non-full call (every `interval`,
-    with and without forecasting, and every 2·interval), shallow `b` for each branch (same two intervals); at the fewest
-    steps (a relative saving does not need many calls), full compute pruned at each ratio on each group,
-    and at the middle ratio on all groups at once."""
+    step count; on the first scheduler at the most steps, a full call every `interval` and every
+    2·`interval` calls with reuse (once also forecasting) or shallow `b` (each branch) in between; at
+    the fewest steps (a relative saving needs few calls), full compute pruned at each ratio on each
+    group, and at the middle ratio on all groups at once."""
     if len(set(steps)) < 2 or not schedulers:
         raise CostModelError("calibration needs at least one scheduler and two distinct step counts")
     out = [Schedule.full(n_calls_of(s, k), scheduler=s, steps=k).with_meta(name=f"full-{s}-{k}")
@@ -233,7 +233,9 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
         out += [Schedule([FULL] * m, PruneConfig({b: r for b in blocks}), dict(meta_lo, name=f"prune-{g}-r{r:g}"))
                 for r in ratios]
     r = ratios[len(ratios) // 2]  # every group at once: checks that group costs add up
-    out.append(Schedule([FULL] * m, PruneConfig({b: r for b in layout.groups}), dict(meta_lo, name=f"prune-all-r{r:g}")))
+    if layout.groups:
+        everything = PruneConfig({b: r for b in layout.groups})
+        out.append(Schedule([FULL] * m, everything, dict(meta_lo, name=f"prune-all-r{r:g}")))
     return out
 
 
