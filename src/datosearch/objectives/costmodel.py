@@ -210,7 +210,7 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
            group_by: str = "level", interval: int = 4) -> list[Schedule]:
     """Calibration schedules that identify every coefficient: full compute on every scheduler at every
     step count; on the first scheduler at the most steps, a full call every `interval` and every
-    2·`interval` calls with reuse (once also forecasting) or shallow `b` (each branch) in between; at
+    2·`interval` calls with reuse (with and without forecasting) or shallow `b` (each branch) between; at
     the fewest steps (a relative saving needs few calls), full compute pruned at each ratio on each
     group, and at the middle ratio on all groups at once."""
     if len(set(steps)) < 2 or not schedulers:
@@ -223,8 +223,8 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
     def every(k: int, action: Any, name: str) -> Schedule:
         return Schedule([FULL if t % k == 0 else action for t in range(n)], meta=dict(meta, name=name))
 
-    out += [every(interval, REUSE, f"reuse-N{interval}"), every(2 * interval, REUSE, f"reuse-N{2 * interval}"),
-            every(interval, REUSE, f"forecast2-N{interval}").with_forecast(2)]
+    out += [every(k, REUSE, f"reuse-N{k}") for k in (interval, 2 * interval)]
+    out += [every(k, REUSE, f"forecast2-N{k}").with_forecast(2) for k in (interval, 2 * interval)]
     out += [every(k, b, f"shallow{b}-N{k}") for b in branches for k in (interval, 2 * interval)]
     layout = PlanLayout.of(unet, group_by)
     m, meta_lo = n_calls_of(s0, min(steps)), {"scheduler": s0, "steps": min(steps)}
