@@ -70,7 +70,10 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _time_once(run: Callable[[], Any], device: torch.device) -> float:
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def _time_once(run: Callable[[], Any], device: torch.device, clock: str = "wall") -> float:
     if device.type == "cuda":
         with torch.cuda.device(device):  # events record on the current stream of this device
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -80,19 +83,25 @@ def _time_once(run: Callable[[], Any], device: torch.device) -> float:
             end.record()
             torch.cuda.synchronize(device)
             return start.elapsed_time(end) / 1000.0
+    now = CLOCKS[clock]
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = now()
     run()
     _sync(device)
-    return time.perf_counter() - t0
+    return now() - t0
 
 
 def measure_latency(run: Callable[[], Any], device: torch.device | str = "cpu", warmup: int = 1,
-                    repeats: int = 3) -> Latency:
+                    repeats: int = 3, clock: str = "wall") -> Latency:
     """Call `run` `warmup` times untimed, then `repeats` times timed; return the median and all times.
 
     `run` should be the whole denoising loop of one generation (e.g. `lambda: pipe(prompts, ...)`).
+    Off CUDA, `clock="process"` times the process's CPU seconds instead of wall seconds: with one
+    torch thread that is the latency the run would have on an idle core, unaffected by other
+    processes waiting for the same cores (a shared machine).
     """
+    if clock not in CLOCKS:
+        raise ObjectiveError(f"unknown clock {clock!r}; use one of {', '.join(CLOCKS)}")
     if repeats < 1 or warmup < 0:
         raise ObjectiveError(f"latency needs repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     device = torch.device(device)
@@ -101,5 +110,5 @@ def measure_latency(run: Callable[[], Any], device: torch.device | str = "cpu", 
     for _ in range(warmup):
         run()
     _sync(device)
-    times = [_time_once(run, device) for _ in range(repeats)]
+    times = [_time_once(run, device, clock) for _ in range(repeats)]
     return Latency(statistics.median(times), times, device_name(device))
