@@ -57,6 +57,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reference", choices=["converged", "full"],
                    help="quality is measured against: converged (default; DPM-Solver++ 2M at 100 steps, fair to "
                         "every sampler) or full (the study's own full compute)")
+    g.add_argument("--latency", dest="latency_mode", choices=["model", "measured"],
+                   help="latency objective: model (default; predicted from the plan by a cost model calibrated once "
+                        "per study) or measured (every trial timed)")
     g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
     g.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])

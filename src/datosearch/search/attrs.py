@@ -26,7 +26,8 @@ PAIRED_PREFIX = "paired_"  # + metric name: paired image metrics against the ref
 CONFIG_ATTR = "datosearch_config"  # the `StudyConfig` as JSON
 BUDGET_ATTR = "datosearch_budget"  # COMPLETE trials the study should hold
 ANCHORS_SKIPPED_ATTR = "anchors_skipped"  # anchors the encoding cannot express
+COSTMODEL_ATTR = "datosearch_costmodel"  # the calibrated latency cost model (`CostModel.to_dict`)
 
 TRIAL_ATTRS = (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, DEDUP_ATTR, FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, DEVICE_ATTR,
                DIGEST_ATTR, LATENCY_ATTR, SPEEDUP_ATTR, MACS_ATTR)
-STUDY_ATTRS = (CONFIG_ATTR, BUDGET_ATTR, ANCHORS_SKIPPED_ATTR)
+STUDY_ATTRS = (CONFIG_ATTR, BUDGET_ATTR, ANCHORS_SKIPPED_ATTR, COSTMODEL_ATTR)

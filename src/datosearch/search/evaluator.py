@@ -101,6 +101,8 @@ class Evaluator:
         self.image_scores = {"fid": fid, **(image_scores or {})}
         self.latency_images = latency_images
         self._baseline_s: float | None = None
+        # seconds of one generation predicted from its plan (a calibrated cost model), or None: measure
+        self.latency_model: Callable[[Schedule | None], float] | None = None
 
     def images(self, schedule: Schedule | None) -> torch.Tensor:
         """The calibration batch under `schedule` (None: no acceleration)."""
@@ -116,14 +118,23 @@ class Evaluator:
                 if handle is not None:
                     handle.remove()
 
-    def latency(self, schedule: Schedule | None) -> float:
-        """Median seconds of generating `latency_images` images under `schedule`."""
-        return self._with(schedule, lambda steps: self.measure_latency(
+    def measured_latency(self, schedule: Schedule | None,
+                         measure: Callable[[Callable[[], Any]], float] | None = None) -> float:
+        """Seconds of generating `latency_images` images under `schedule`, timed by `measure`
+        (default: the evaluator's own, the median of the configured repeats)."""
+        measure = measure or self.measure_latency
+        return self._with(schedule, lambda steps: measure(
             lambda: generate(self.pipe, self.calibration, self.latency_images, steps)))
+
+    def latency(self, schedule: Schedule | None) -> float:
+        """The latency objective: the cost model's prediction if there is one, else measured."""
+        if self.latency_model is not None:
+            return self.latency_model(schedule)
+        return self.measured_latency(schedule)
 
     @property
     def baseline_s(self) -> float:
-        """Latency without acceleration, measured once in this process."""
+        """Latency without acceleration, predicted or measured once in this process."""
         if self._baseline_s is None:
             self._baseline_s = self.latency(None)
         return self._baseline_s

@@ -43,6 +43,7 @@ class StudyConfig:
     sampler_seed: int = 0
     reference: str = "full"  # what quality is measured against: "full" compute or the "converged" trajectory
     fid_paired: bool = False  # the FID-proxy adds the paired feature distance (see objectives.fid)
+    latency_mode: str = "measured"  # "model": predicted by the study's calibrated cost model (studies.cost)
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):
@@ -51,6 +52,8 @@ class StudyConfig:
             raise ValueError("the calibration batch needs at least one prompt")
         self.prompts, self.seeds, self.objectives = list(self.prompts), [int(s) for s in self.seeds], list(self.objectives)
         self.guidance = float(self.guidance)
+        if self.latency_mode not in ("model", "measured"):
+            raise ValueError(f"latency must be 'model' or 'measured', got {self.latency_mode!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
 

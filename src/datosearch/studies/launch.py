@@ -16,6 +16,7 @@ from ..search.anchors import anchor_schedules
 from ..search.evaluator import Evaluator
 from . import build, study as studies
 from .config import StudyConfig
+from .cost import use_cost_model
 from .resolve import resolve
 from .storage import study_dir
 
@@ -46,4 +47,5 @@ def open_run(url: str, name: str, opts: dict[str, Any], resume: bool = False, pi
     if created:
         anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
         study = studies.create(url, name, config, anchors)
+    use_cost_model(study, evaluator, pipe, config)
     return Run(study, config, pipe, evaluator, created)

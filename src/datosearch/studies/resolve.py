@@ -18,7 +18,7 @@ from .config import StudyConfig
 DEFAULTS: dict[str, Any] = dict(model="embedded", images=12, steps=50, dtype="float32", batch_size=8,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
                                 population=8, sampler_seed=0, encoding_kind="structured", min_full=1,
-                                reference="converged")
+                                reference="converged", latency_mode="model")
 # The per-call genome needs a bound on runs of non-full calls; the structured one places full calls itself.
 MAX_NONFULL_RUN = {"calls": 5, "intervals": 5}
 ENCODING_OPTIONS = {"encoding_kind": "kind", "branches": "branches", "call_scale": "call_scale",
@@ -90,5 +90,6 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         latency_repeats=int(pick("latency_repeats", "latency_repeats")), encoding=encoding,
         sampler=pick("sampler", "sampler"), population=int(pick("population", "population")),
         sampler_seed=int(pick("sampler_seed", "sampler_seed")), reference=pick("reference", "reference"),
+        latency_mode=pick("latency_mode", "latency_mode"),
         fid_paired=base.fid_paired if base is not None else True)
     return config, pipe
