@@ -8,7 +8,8 @@ Every number names the reference it is measured against:
 - ``psnr_fullcompute`` / ``ssim_fullcompute``: the study's own full compute of the same seeds (fidelity);
 - ``fid_real``: FID-proxy (embedded-digits features) against the real held-out digits;
 - ``speedup_vs_fullcompute``: end-to-end time of the study's full compute over the schedule's, timed
-  interleaved (round-robin over all schedules, median of `repeats`) in this process.
+  interleaved in this process (round-robin over all schedules; median over `repeats` rounds of the
+  ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread).
 
 `score_heldout(pipe, schedules)` -> one dict per schedule; `dominates(a, b)` compares two of them.
 """
@@ -153,7 +154,7 @@ def _name(schedule: Schedule | None, k: int) -> str:
 def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int = 200, *,
                   names: Sequence[str] | None = None, steps: int | None = None, scheduler: str | None = None,
                   guidance: float | None = None, model: str = "embedded", cache_dir: str | Path | None = None,
-                  converged: ConvergedReference | None = None, repeats: int = 3, latency_images: int = 4,
+                  converged: ConvergedReference | None = None, repeats: int = 5, latency_images: int = 4,
                   batch_size: int = 20, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Score each schedule on `n_images` held-out images; one dict per schedule, in order.
 
@@ -217,27 +218,35 @@ def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: t
 
 def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | None], rows: list[dict[str, Any]],
                       repeats: int, log: Callable[[str], None]) -> None:
-    """Round-robin timing (full compute first in every round), call counts; fills the rows in place."""
+    """Round-robin timing and call counts; fills the rows in place.
+
+    Every round times the full compute, then each schedule; one more full-compute run closes the
+    last round. A schedule's speedup is the median over rounds of (mean of the full-compute runs
+    bracketing its round) / (its time in that round), so load drift between rounds cancels.
+    """
     entries: list[Schedule | None] = [None, *schedules]
     times: list[list[float]] = [[] for _ in entries]
     calls: list[dict[str, int]] = [{} for _ in entries]
     ev.latency(None)  # warm-up (the full-compute images may have come from the disk cache)
     per_run = len(ev.calibration.chunks(ev.latency_images))
-    for r in range(max(1, repeats)):
-        log(f"timing round {r + 1}/{repeats}")
+    rounds = max(1, repeats)
+    for r in range(rounds):
+        log(f"timing round {r + 1}/{rounds}")
         for i, schedule in enumerate(entries):
             with count_calls(pipe.unet) as counts:
                 times[i].append(ev.latency(schedule))
             calls[i] = {k: v // per_run for k, v in counts.items()}
-    base = statistics.median(times[0])
+    bracket = [*times[0], ev.latency(None)]
+    base_by_round = [(bracket[r] + bracket[r + 1]) / 2 for r in range(rounds)]
     for i, row in enumerate(rows, start=1):
         schedule = entries[i]
-        median = statistics.median(times[i])
+        ratios = [b / t for b, t in zip(base_by_round, times[i])]
         sched_counts = (schedule.counts() if schedule is not None
                         else {"full": calls[i]["unet"], "shallow": 0, "reuse": 0, "forecast": 0})
         row.update(unet_calls=calls[i]["unet"], unet_computed=calls[i]["computed"], **sched_counts,
-                   latency_s=median, latency_images=ev.latency_images, fullcompute_latency_s=base,
-                   speedup_vs_fullcompute=base / median, timing_repeats=len(times[i]))
+                   latency_s=statistics.median(times[i]), latency_images=ev.latency_images,
+                   fullcompute_latency_s=statistics.median(bracket), speedup_vs_fullcompute=statistics.median(ratios),
+                   speedup_range=[min(ratios), max(ratios)], timing_rounds=rounds)
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
