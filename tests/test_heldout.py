@@ -99,6 +99,11 @@ def test_converged_reference_reports_its_check_and_caches(pipe, converged, tmp_p
     assert torch.equal(first.images, again.images) and again.check_psnr_db is None
 
 
+def test_converged_reference_must_match_the_image_count(pipe, converged):
+    with pytest.raises(ValueError, match="holds 4 images"):
+        ho.score_heldout(pipe, [None], N_IMAGES + 1, steps=STEPS, converged=converged)
+
+
 def test_full_compute_rows(rows):
     study, hooked = rows[0], rows[1]
     assert study["psnr_fullcompute"] == 100.0  # capped: identical images

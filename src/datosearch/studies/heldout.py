@@ -160,8 +160,9 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
 
     The study's full compute is `pipe` with `scheduler` (None: its own) at `steps` (None: the
     pipeline's default); a schedule runs on the scheduler/steps its meta names, else on those. None
-    in `schedules` is that full compute itself. References (converged, full compute) are cached
-    under `cache_dir` when given; pass `converged` to reuse one already computed.
+    in `schedules` is that full compute itself (a plain `Schedule.full` runs through the hooks: same
+    images, its own timing). References (converged, full compute) are cached under `cache_dir` when
+    given; pass `converged` (for the same `n_images` held-out images) to reuse one already computed.
     """
     log = log or (lambda _: None)
     calib = heldout_calibration(pipe, n_images, steps, guidance, batch_size)
@@ -171,6 +172,8 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
         log(f"converged reference: {CONVERGED_SCHEDULER} {CONVERGED_STEPS} steps, {n_images} images")
         converged = converged_reference(pipe, calib.prompts, calib.seeds, guidance=calib.guidance, cache_dir=cache_dir,
                                         model=model, batch_size=batch_size)
+    elif len(converged.images) != n_images:
+        raise ValueError(f"the converged reference holds {len(converged.images)} images, not {n_images}")
     fid = real_fid(n_images, device)
     with using_scheduler(pipe, scheduler) as study_scheduler:
         study_scheduler_name = type(study_scheduler).__name__
