@@ -1,0 +1,276 @@
+"""The fair held-out evaluation: schedules scored on prompts and seeds no study uses.
+
+Studies calibrate on seeds 0..N-1; here `n` images cycle the ten digit prompts with seeds 777000...
+Every number names the reference it is measured against:
+
+- ``psnr_converged`` / ``ssim_converged``: the converged run (DPM-Solver++ 2M, 100 steps) — fair
+  across samplers and step counts; `converged_reference` also reports 100 vs 200 steps;
+- ``psnr_fullcompute`` / ``ssim_fullcompute``: the study's own full compute of the same seeds (fidelity);
+- ``fid_real``: FID-proxy (embedded-digits features) against the real held-out digits;
+- ``speedup_vs_fullcompute``: end-to-end time of the study's full compute over the schedule's, timed
+  interleaved in this process (round-robin over all schedules; median over `repeats` rounds of the
+  ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread).
+
+`score_heldout(pipe, schedules)` -> one dict per schedule; `dominates(a, b)` compares two of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from .. import objectives as obj
+from ..models.digits import digit_prompt, heldout_digits, prompt_adherence
+from ..search.evaluator import Calibration, Evaluator, generate
+from ..search.trajectory import (CONVERGED_SCHEDULER, CONVERGED_STEPS, scheduler_class, scheduler_of, steps_of,
+                                 using_scheduler)
+from ..space.schedule import Schedule
+from .build import default_guidance, default_resolution, make_extractor
+
+HELDOUT_SEED0 = 777000  # studies use seeds 0..N-1; held-out seeds start far above any study size
+CHECK_IMAGES = 16  # convergence check: PSNR of CONVERGED_STEPS vs 2x steps on this many images
+# `dominates(a, b)`: a beats anchor b on held-out data when it is not slower than SPEED_TOLERANCE x b's
+# speedup AND it is either PSNR_MARGIN_DB closer to the converged reference or has a FID-proxy against
+# real digits at least FID_MARGIN (relative) lower. The margins sit above the noise we measured: CPU
+# timing varies ±10-15 % between runs, PSNR differences below ~1 dB and FID-proxy differences below
+# ~20 % do not separate schedules at 200 images (DESIGN §8-9).
+SPEED_TOLERANCE = 0.95
+PSNR_MARGIN_DB = 1.0
+FID_MARGIN = 0.20
+
+
+def heldout_prompts(n: int, seed0: int = HELDOUT_SEED0) -> tuple[list[str], list[int]]:
+    """`n` prompts cycling the ten digits and their seeds `seed0`, `seed0 + 1`, ..."""
+    return [digit_prompt(i % 10) for i in range(n)], [seed0 + i for i in range(n)]
+
+
+def default_steps(pipe: Any) -> int:
+    """The pipeline's configured step count (the embedded model's 50), else 50."""
+    return int(getattr(pipe, "config", {}).get("num_inference_steps", 50) or 50)
+
+
+def heldout_calibration(pipe: Any, n: int, steps: int | None = None, guidance: float | None = None,
+                        batch_size: int = 20) -> Calibration:
+    """A `Calibration` over the held-out prompts/seeds at the pipeline's own resolution."""
+    prompts, seeds = heldout_prompts(n)
+    size = default_resolution(pipe)
+    return Calibration(prompts, seeds, steps or default_steps(pipe),
+                       default_guidance(pipe) if guidance is None else guidance, size, size, batch_size)
+
+
+def _cached(cache_dir: str | Path | None, compute: Callable[[], torch.Tensor], **key: Any) -> torch.Tensor:
+    """`compute()` once, stored under `cache_dir` by `reference_key(**key)` (no cache_dir: not stored)."""
+    if cache_dir is None:
+        return obj.check_images(compute(), "held-out reference").float().cpu()
+    return obj.load_or_compute_reference(cache_dir, obj.reference_key(**key), compute)
+
+
+def _key(pipe: Any, calib: Calibration, model: str, steps: int) -> dict[str, Any]:
+    return dict(model=model, prompts=calib.prompts, seeds=calib.seeds, resolution=[calib.height, calib.width],
+                steps=steps, scheduler=type(pipe.scheduler).__name__, guidance=calib.guidance,
+                dtype=str(getattr(pipe, "dtype", "float32")))
+
+
+@dataclass
+class ConvergedReference:
+    """The converged images and the convergence check (PSNR of `steps` vs `check_steps` on `check_images`)."""
+
+    images: torch.Tensor
+    scheduler: str
+    steps: int
+    check_psnr_db: float | None = None
+    check_images: int = 0
+    check_steps: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler, "steps": self.steps, "images": len(self.images),
+                "check": {"psnr_db": self.check_psnr_db, "images": self.check_images,
+                          "steps": [self.steps, self.check_steps]}}
+
+
+def converged_reference(pipe: Any, prompts: list[str], seeds: list[int], *, guidance: float | None = None,
+                        steps: int = CONVERGED_STEPS, check: int = CHECK_IMAGES, cache_dir: str | Path | None = None,
+                        model: str = "embedded", batch_size: int = 20) -> ConvergedReference:
+    """DPM-Solver++ 2M (its defaults) at `steps` on `prompts`/`seeds`, cached on disk under `cache_dir`.
+
+    `check` > 0 also generates the first `check` images at 2x`steps` and reports their PSNR against
+    the `steps` images (how far from converged the reference itself is).
+    """
+    size = default_resolution(pipe)
+    calib = Calibration(list(prompts), list(seeds), steps, default_guidance(pipe) if guidance is None else guidance,
+                        size, size, batch_size)
+    with using_scheduler(pipe, CONVERGED_SCHEDULER) as scheduler:
+        images = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, steps))
+        ref = ConvergedReference(images, type(scheduler).__name__, steps)
+        if check > 0:
+            k = min(check, len(prompts))
+            finer = generate(pipe, calib, limit=k, steps=2 * steps)
+            ref.check_psnr_db = obj.paired_metrics(finer, images[:k])["psnr"]
+            ref.check_images, ref.check_steps = k, 2 * steps
+    return ref
+
+
+@contextlib.contextmanager
+def count_calls(unet: torch.nn.Module) -> Iterator[dict[str, int]]:
+    """Counts U-Net invocations (`unet`) and those that ran its network at all (`computed`: not reuse)."""
+    counts = {"unet": 0, "computed": 0}
+
+    def bump(name: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            counts[name] += 1
+        return hook
+
+    handles = [unet.register_forward_pre_hook(bump("unet")), unet.conv_in.register_forward_pre_hook(bump("computed"))]
+    try:
+        yield counts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def real_fid(n_images: int, device: str | torch.device = "cpu") -> obj.FidProxy | None:
+    """FID-proxy against the real held-out digits, with fewer feature dimensions than `n_images`
+    (None when `n_images` is too small for any: the covariance would be singular)."""
+    prompts, _ = heldout_prompts(n_images)
+    extractor = make_extractor(SimpleNamespace(extractor="embedded-digits", prompts=prompts), str(device))
+    if extractor.num_features >= n_images:
+        return None
+    return obj.FidProxy(extractor, reference_images=heldout_digits()[0])
+
+
+def _name(schedule: Schedule | None, k: int) -> str:
+    if schedule is None:
+        return "full compute"
+    return str(schedule.meta.get("name") or f"schedule_{k}")
+
+
+def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int = 200, *,
+                  names: Sequence[str] | None = None, steps: int | None = None, scheduler: str | None = None,
+                  guidance: float | None = None, model: str = "embedded", cache_dir: str | Path | None = None,
+                  converged: ConvergedReference | None = None, repeats: int = 5, latency_images: int = 4,
+                  batch_size: int = 20, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Score each schedule on `n_images` held-out images; one dict per schedule, in order.
+
+    The study's full compute is `pipe` with `scheduler` (None: its own) at `steps` (None: the
+    pipeline's default); a schedule runs on the scheduler/steps its meta names, else on those. None
+    in `schedules` is that full compute itself (a plain `Schedule.full` runs through the hooks: same
+    images, its own timing). References (converged, full compute) are cached under `cache_dir` when
+    given; pass `converged` (for the same `n_images` held-out images) to reuse one already computed.
+    """
+    log = log or (lambda _: None)
+    calib = heldout_calibration(pipe, n_images, steps, guidance, batch_size)
+    device = pipe.device
+    hardware = obj.device_name(device)
+    if converged is None:
+        log(f"converged reference: {CONVERGED_SCHEDULER} {CONVERGED_STEPS} steps, {n_images} images")
+        converged = converged_reference(pipe, calib.prompts, calib.seeds, guidance=calib.guidance, cache_dir=cache_dir,
+                                        model=model, batch_size=batch_size)
+    elif len(converged.images) != n_images:
+        raise ValueError(f"the converged reference holds {len(converged.images)} images, not {n_images}")
+    fid = real_fid(n_images, device)
+    with using_scheduler(pipe, scheduler) as study_scheduler:
+        study_scheduler_name = type(study_scheduler).__name__
+        log(f"full compute: {study_scheduler_name} {calib.steps} steps, {n_images} images")
+        full = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, calib.steps))
+
+        def one_run(run: Callable[[], Any]) -> float:
+            return obj.measure_latency(run, device, warmup=0, repeats=1).median_s
+
+        ev = Evaluator(pipe, calib, [], reference=full, fid=lambda _: math.nan, measure_latency=one_run,
+                       device_name=hardware, latency_images=latency_images)
+        rows: list[dict[str, Any]] = []
+        for k, schedule in enumerate(schedules):
+            name = names[k] if names is not None else _name(schedule, k)
+            log(f"[{k + 1}/{len(schedules)}] {name}: generating {n_images} images")
+            images = full if schedule is None else ev.images(schedule)
+            rows.append(_quality(name, schedule, images, full, converged, fid, calib, study_scheduler_name, hardware))
+        _time_interleaved(ev, pipe, schedules, rows, repeats, log)
+    return rows
+
+
+def _scheduler_name(schedule: Schedule | None, study_scheduler: str) -> str:
+    name = scheduler_of(schedule)
+    return scheduler_class(name).__name__ if name else study_scheduler
+
+
+def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: torch.Tensor,
+             converged: ConvergedReference, fid: obj.FidProxy | None, calib: Calibration, study_scheduler: str,
+             hardware: str) -> dict[str, Any]:
+    """Everything but timing and call counts for one schedule's held-out images."""
+    obj.check_images(images, name)
+    vs_conv = obj.paired_metrics(images, converged.images)
+    vs_full = obj.paired_metrics(images, full)
+    digits = [i % 10 for i in range(len(images))]
+    return {
+        "name": name, "scheduler": _scheduler_name(schedule, study_scheduler),
+        "steps": steps_of(schedule, calib.steps), "n_images": len(images), "seed0": calib.seeds[0],
+        "psnr_converged": vs_conv["psnr"], "ssim_converged": vs_conv["ssim"],
+        "psnr_fullcompute": vs_full["psnr"], "ssim_fullcompute": vs_full["ssim"],
+        "fid_real": fid(images) if fid is not None else None,
+        "adherence": prompt_adherence(images, digits),
+        "schedule_key": schedule.key() if schedule is not None else None, "device": hardware,
+    }
+
+
+def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | None], rows: list[dict[str, Any]],
+                      repeats: int, log: Callable[[str], None]) -> None:
+    """Round-robin timing and call counts; fills the rows in place.
+
+    Every round times the full compute, then each schedule; one more full-compute run closes the
+    last round. A schedule's speedup is the median over rounds of (mean of the full-compute runs
+    bracketing its round) / (its time in that round), so load drift between rounds cancels.
+    """
+    entries: list[Schedule | None] = [None, *schedules]
+    times: list[list[float]] = [[] for _ in entries]
+    calls: list[dict[str, int]] = [{} for _ in entries]
+    ev.latency(None)  # warm-up (the full-compute images may have come from the disk cache)
+    per_run = len(ev.calibration.chunks(ev.latency_images))
+    rounds = max(1, repeats)
+    for r in range(rounds):
+        log(f"timing round {r + 1}/{rounds}")
+        for i, schedule in enumerate(entries):
+            with count_calls(pipe.unet) as counts:
+                times[i].append(ev.latency(schedule))
+            calls[i] = {k: v // per_run for k, v in counts.items()}
+    bracket = [*times[0], ev.latency(None)]
+    base_by_round = [(bracket[r] + bracket[r + 1]) / 2 for r in range(rounds)]
+    for i, row in enumerate(rows, start=1):
+        schedule = entries[i]
+        ratios = [b / t for b, t in zip(base_by_round, times[i])]
+        sched_counts = (schedule.counts() if schedule is not None
+                        else {"full": calls[i]["unet"], "shallow": 0, "reuse": 0, "forecast": 0})
+        row.update(unet_calls=calls[i]["unet"], unet_computed=calls[i]["computed"], **sched_counts,
+                   latency_s=statistics.median(times[i]), latency_images=ev.latency_images,
+                   fullcompute_latency_s=statistics.median(bracket), speedup_vs_fullcompute=statistics.median(ratios),
+                   speedup_range=[min(ratios), max(ratios)], timing_rounds=rounds)
+
+
+def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether row `a` beats anchor row `b` on held-out data (thresholds: module constants).
+
+    a.speedup >= SPEED_TOLERANCE * b.speedup and (a.psnr_converged >= b.psnr_converged + PSNR_MARGIN_DB
+    or a.fid_real <= (1 - FID_MARGIN) * b.fid_real).
+    """
+    if a["speedup_vs_fullcompute"] < SPEED_TOLERANCE * b["speedup_vs_fullcompute"]:
+        return False
+    if a["psnr_converged"] >= b["psnr_converged"] + PSNR_MARGIN_DB:
+        return True
+    fa, fb = a.get("fid_real"), b.get("fid_real")
+    return fa is not None and fb is not None and fa <= (1 - FID_MARGIN) * fb
+
+
+def beaten_anchors(row: dict[str, Any], anchors: Sequence[dict[str, Any]]) -> list[str]:
+    """Names of the anchor rows that `row` dominates."""
+    return [b["name"] for b in anchors if b is not row and dominates(row, b)]
+
+
+__all__ = ["CHECK_IMAGES", "FID_MARGIN", "HELDOUT_SEED0", "PSNR_MARGIN_DB", "SPEED_TOLERANCE", "ConvergedReference",
+           "beaten_anchors", "converged_reference", "count_calls", "dominates", "heldout_calibration",
+           "heldout_prompts", "real_fid", "score_heldout"]
