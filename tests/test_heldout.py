@@ -151,5 +151,7 @@ def test_dominates_thresholds():
     assert not ho.dominates(_row("c", 8.0, 30.9, 81.0), anchor)  # +0.9 dB, FID only 19 % lower
     assert ho.dominates(_row("d", 8.0, 25.0, 80.0), anchor)  # FID 20 % lower
     assert not ho.dominates(_row("e", 8.0, 30.5, None), anchor)  # no FID: PSNR decides
+    assert ho.dominates(_row("g", 4.0, 31.0, 110.0), anchor)  # +1 dB, FID 10 % above: still a win
+    assert not ho.dominates(_row("h", 4.0, 35.0, 111.0), anchor)  # +5 dB but FID 11 % above: a shift
     assert ho.beaten_anchors(_row("f", 5.0, 32.0), [anchor, _row("N2", 2.0, 40.0), _row("N8", 5.2, 20.0)]) == \
         ["N5", "N8"]

@@ -39,8 +39,8 @@ def test_anchors_round_trip(kind):
 def test_dato_coco_51_calls_is_an_anchor():
     names = [s.meta["name"] for s in anchor_schedules(UNET, 51)]
     assert names == ["full"] + [f"deepcache-N{n}-b0" for n in (2, 3, 4, 5, 6, 8, 10)] + [
-        "dato-coco-r0.4", "ratio-0.3", "ratio-0.5"]
-    coco = anchor_schedules(UNET, 51)[8]
+        "deepcache-nonuniform-N5-b0", "deepcache-nonuniform-N8-b0", "dato-coco-r0.4", "ratio-0.3", "ratio-0.5"]
+    coco = anchor_schedules(UNET, 51)[10]
     assert encode(coco, config(n_calls=51)) is not None
 
 

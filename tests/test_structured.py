@@ -15,7 +15,7 @@ from datosearch.search.variation import StructuredVariation
 from datosearch.space.encoding import EncodingConfig, make_encoding
 from datosearch.space.layout import transformer_blocks
 from datosearch.space.schedule import FULL, REUSE, Schedule
-from datosearch.space.warp import full_positions
+from datosearch.space.placement import full_positions
 from search_helpers import FakeEvaluator
 
 UNET = tiny_unet()

@@ -18,6 +18,10 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
 
 
+DEFAULT_TRIALS = 80  # COMPLETE trials of a new study
+DEFAULT_HELDOUT = 100  # held-out images for re-scoring the exported front after `run`
+
+
 class UsageError(ValueError):
     """Bad input from the user: reported in one sentence, exit status 2."""
 
@@ -92,8 +96,12 @@ def _worker_common(p: argparse.ArgumentParser) -> None:
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--trials", type=int, help="COMPLETE trials the study should hold, over all workers (run default 24)")
+    p.add_argument("--trials", type=int, help="COMPLETE trials the study should hold, over all workers "
+                                              f"(run default {DEFAULT_TRIALS})")
     p.add_argument("--no-outputs", action="store_true", help="skip the final table, export and report")
+    p.add_argument("--heldout", type=int, default=DEFAULT_HELDOUT,
+                   help=f"held-out images the exported front and the anchors are re-scored on (default {DEFAULT_HELDOUT}; "
+                        "0: none)")
     _worker_common(p)
     _config_args(p)
 
@@ -126,39 +134,32 @@ def _set_threads(args: argparse.Namespace) -> None:
 
     from .studies.resolve import default_device
 
-    if args.threads is not None or (args.device or default_device()) == "cpu":
-        torch.set_num_threads(1 if args.threads is None else args.threads)
+    threads, device = getattr(args, "threads", None), getattr(args, "device", None)
+    if threads is not None or (device or default_device()) == "cpu":
+        torch.set_num_threads(1 if threads is None else threads)
 
 
 def _execute(args: argparse.Namespace, resume: bool) -> int:
-    from .search.anchors import anchor_schedules
-    from .studies import build, study as studies
-    from .studies.resolve import resolve
-    from .studies.storage import study_dir
+    from .studies import study as studies
+    from .studies.launch import open_run
 
     url = _url(args)
     _set_threads(args)
-    base = studies.stored_config(studies.open_study(url, args.study)) if resume else None
-    config, pipe = resolve(_opts(args), base)
-    target = args.trials if args.trials is not None else (None if resume or studies.exists(url, args.study) else 24)
-    studies.directions(config.objectives)  # unknown objectives fail before anything is written
-    study = studies.check_existing(url, args.study, config)
-    evaluator = build.build_evaluator(pipe, config, study_dir(url, args.study), str(pipe.device))
-    created = study is None
-    if created:
-        anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
-        study = studies.create(url, args.study, config, anchors)
-    print(f"{'created' if created else 'continuing'} study {args.study!r} in {url} (model {config.model}, "
+    existed = resume or studies.exists(url, args.study)
+    run = open_run(url, args.study, _opts(args), resume)
+    study, config = run.study, run.config
+    target = args.trials if args.trials is not None else (None if existed else DEFAULT_TRIALS)
+    print(f"{'created' if run.created else 'continuing'} study {args.study!r} in {url} (model {config.model}, "
           f"{config.encoding['n_calls']} U-Net calls, {len(config.prompts)} calibration images, sampler {config.sampler})",
           file=sys.stderr)
     bar = _progress(study, target, disabled=args.no_progress)
     try:
-        studies.run(study, evaluator, config, target, bar.update_trial if bar else None, args.stale_after)
+        studies.run(study, run.evaluator, config, target, bar.update_trial if bar else None, args.stale_after)
     finally:
         if bar:
             bar.close()
     if not args.no_outputs:
-        _outputs(study, args.study)
+        _outputs(study, args.study, url, run.pipe, getattr(args, "heldout", 0) or 0)
     return 0
 
 
@@ -171,11 +172,26 @@ def _progress(study: Any, target: int | None, disabled: bool) -> Any:
     return ProgressBar(study, target if target is not None else budget(study))
 
 
-def _outputs(study: Any, name: str) -> None:
+def _heldout(study: Any, url: str, pipe: Any, n_images: int) -> Any:
+    """The export's held-out re-scoring (None when `n_images` is 0)."""
+    if not n_images:
+        return None
+    from .studies.storage import study_dir
+    from .studies.study import stored_config
+    from .studies.verify import heldout_scores
+
+    def log(message: str) -> None:
+        print(f"held-out: {message}", file=sys.stderr)
+
+    cache = study_dir(url, study.study_name) / "heldout"
+    return lambda entries: heldout_scores(study, entries, pipe, stored_config(study), n_images, cache, log)
+
+
+def _outputs(study: Any, name: str, url: str, pipe: Any = None, heldout: int = 0) -> None:
     from .studies import export_front, format_table, pareto_front, write_report
 
     print(format_table(study, pareto_front(study)))
-    index = export_front(study, Path("exports") / name)
+    index = export_front(study, Path("exports") / name, _heldout(study, url, pipe, heldout))
     report = write_report(study, Path("reports") / f"{name}.html")
     print(f"exported {index}\nreport   {report}")
 
@@ -200,13 +216,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _export_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
     p.add_argument("--out", help="output directory (default exports/STUDY)")
+    p.add_argument("--heldout", type=int, default=0,
+                   help="re-score the front and the anchors on this many held-out images (default 0: none)")
 
 
-@command("export", "write the Pareto-optimal schedules as schedule@1 JSON + index.json", _export_args)
+@command("export", "write the Pareto-optimal schedules as schedule JSON + index.json", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
     from .studies import export_front, open_study
+    from .studies.resolve import resolve
+    from .studies.study import stored_config
 
-    print(export_front(open_study(_url(args), args.study), args.out or Path("exports") / args.study))
+    url = _url(args)
+    study = open_study(url, args.study)
+    pipe = None
+    if args.heldout:
+        _set_threads(args)
+        _, pipe = resolve({}, stored_config(study))
+    print(export_front(study, args.out or Path("exports") / args.study, _heldout(study, url, pipe, args.heldout)))
     return 0
 
 

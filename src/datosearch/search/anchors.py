@@ -7,10 +7,13 @@ from typing import Any, Sequence
 import torch
 
 from ..space.layout import highest_resolution_blocks
+from ..space.placement import deepcache_nonuniform
 from ..space.schedule import DATO_COCO_CODES, FULL, REUSE, Action, PruneConfig, Schedule
 from .trajectory import SCHEDULERS
 
 DEEPCACHE_INTERVALS = (2, 3, 4, 5, 6, 8, 10)
+NONUNIFORM_INTERVALS = (5, 8)  # DeepCache's non-uniform placement (center 15, power 1.4), as users know it
+NONUNIFORM_CENTER = 15
 CONSTANT_RATIOS = (0.3, 0.5)
 DATO_RATIO = 0.4
 
@@ -34,11 +37,13 @@ def fewer_steps_anchor(trajectory: dict[str, Any]) -> Schedule:
 
 
 def anchor_schedules(unet: torch.nn.Module, n_calls: int, fewer: Sequence[dict[str, Any]] = ()) -> list[Schedule]:
-    """Full compute, DeepCache uniform N=2..10 (branch 0), DaTo COCO (ratio 0.4), constant ratios 0.3
-    and 0.5, and full compute on each of the `fewer` (shorter) trajectories."""
+    """Full compute, DeepCache uniform N=2..10 and non-uniform N=5, 8 (branch 0), DaTo COCO (ratio 0.4),
+    constant ratios 0.3 and 0.5, and full compute on each of the `fewer` (shorter) trajectories."""
     top = highest_resolution_blocks(unet)
     anchors = [Schedule.full(n_calls)]
     anchors += [Schedule.deepcache(n_calls, n, 0) for n in DEEPCACHE_INTERVALS if n < n_calls]
+    if n_calls > 2 * NONUNIFORM_CENTER:  # DeepCache's centre (step 15) is meant for ~50 steps
+        anchors += [deepcache_nonuniform(n_calls, n_calls - 1, n, center=NONUNIFORM_CENTER) for n in NONUNIFORM_INTERVALS]
     anchors.append(dato_coco_for(unet, n_calls))
     anchors += [Schedule.constant_ratio(n_calls, top, r) for r in CONSTANT_RATIOS]
     anchors += [fewer_steps_anchor(t) for t in fewer]

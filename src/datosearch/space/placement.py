@@ -1,8 +1,14 @@
-"""Where the full calls go: hand placements a user would try, as plain lists of call indices.
+"""Where the full calls go: hand placements a user would try, and the warp the search varies.
 
 `quad_center` is DeepCache's non-uniform placement (`sample_from_quad_center` in its SD pipelines,
 dense around `center`, sparse late); `power_law` puts full calls at round(n·(i/k)^gamma) (gamma < 1:
 sparse early, dense late). `from_full_calls` turns a placement into a `Schedule`.
+
+`warp(u, power, center)` generalises the quadratic-center sampling to normalized time [0, 1]: s runs
+linearly from -center^(1/power) to (1 - center)^(1/power) and maps to center + sign(s)·|s|^power.
+Power 1 is uniform; with center 0, power < 1 puts the full calls densely late and power > 1 densely
+early; 0 < center < 1 with power > 1 puts them densely around `center`. `full_positions` is what the
+structured encoding decodes its placement genes with.
 """
 
 from __future__ import annotations
@@ -58,3 +64,31 @@ def deepcache_nonuniform(n_calls: int, steps: int, interval: int, branch: int = 
     k = math.ceil(steps / interval)
     return from_full_calls(n_calls, quad_center(steps, k, center, power), branch,
                            name=f"deepcache-nonuniform-N{interval}-b{branch}")
+
+
+def warp(u: float, power: float, center: float) -> float:
+    """Map u in [0, 1] to warped normalized time in [0, 1] (monotone, warp(0) = 0)."""
+    lo, hi = -(center ** (1 / power)), (1 - center) ** (1 / power)
+    s = lo + (hi - lo) * u
+    return min(1.0, max(0.0, center + math.copysign(abs(s) ** power, s)))
+
+
+def full_positions(n_calls: int, k: int, power: float, center: float) -> list[int]:
+    """`k` distinct full-call indices in 0..n_calls-1, call 0 first, at warp(i / k) of the trajectory.
+
+    Collisions (two points rounding to one call) are pushed to the next free call, so exactly
+    min(k, n_calls) calls are full.
+    """
+    k = max(1, min(k, n_calls))
+    pos = [min(n_calls - 1, round(warp(i / k, power, center) * n_calls)) for i in range(k)]
+    pos[0] = 0
+    for i in range(1, k):
+        pos[i] = max(pos[i], pos[i - 1] + 1)
+    for i in range(k - 1, -1, -1):  # pushed past the end: pull back
+        pos[i] = min(pos[i], n_calls - k + i)
+    return pos
+
+
+def phase_of(call: int, n_calls: int, phases: int) -> int:
+    """The phase (0 = early .. phases-1 = late) that call `call` of `n_calls` belongs to."""
+    return min(phases - 1, call * phases // n_calls)

@@ -3,7 +3,7 @@
 Genes:
 - ``traj`` (only with several base trajectories): which scheduler and step count to run;
 - ``full``: the number of full calls; ``warp`` and ``center``: their placement on normalized time
-  (`space.warp`: uniform, denser early, denser late, DeepCache's quadratic center);
+  (`space.placement.full_positions`: uniform, denser early, denser late, DeepCache's quadratic center);
 - per phase p (early / middle / late thirds of the trajectory): ``act{p}`` the action of its
   non-full calls (shallow branch or reuse), ``ord{p}`` the forecast order (0 = plain reuse of the
   cache) and ``damp{p}`` the forecast damping;
@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from .encoding import Encoding, action_of, gene_of, nearest_step
 from .schedule import FULL, Action, Forecast, Schedule
-from .warp import full_positions, phase_of
+from .placement import full_positions, phase_of
 
 POWER_RANGE = (0.3, 3.0)
 # The first generation: placements and actions spread across the speed range.

@@ -7,22 +7,27 @@ Every file is written atomically (temporary file + rename); the index is written
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
 from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, write_json_atomic
-from .front import pareto_front
+from .front import FrontEntry, pareto_front
 from .study import stored_config
 
 
-def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
-    """Write the study's front under `out_dir`; returns the index path."""
+def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[list[FrontEntry]], dict] | None = None) -> Path:
+    """Write the study's front under `out_dir`; returns the index path.
+
+    `heldout(entries)` (see `studies.verify.heldout_scores`) re-scores the front on held-out images;
+    its rows go beside the search values in each entry (`heldout`) and in the index.
+    """
     out_dir = Path(out_dir)
     config = stored_config(study)
     entries = pareto_front(study)
     if not entries:
         raise ValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
+    scores = heldout(entries) if heldout is not None else None
     written = set()
     index: list[dict[str, Any]] = []
     for k, entry in enumerate(entries):
@@ -39,11 +44,16 @@ def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
         written.add(name)
         index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
                       "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
+        if scores is not None:
+            index[-1]["heldout"] = scores["front"][k]
     for stale in out_dir.glob("schedule_*.json"):
         if stale.name not in written:
             stale.unlink()
     objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
     path = out_dir / "index.json"
-    write_json_atomic(path, {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
-                             "config": config.to_json(), "entries": index})
+    body = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
+            "config": config.to_json(), "entries": index}
+    if scores is not None:
+        body["heldout"] = {k: v for k, v in scores.items() if k != "front"}
+    write_json_atomic(path, body)
     return path

@@ -1,0 +1,64 @@
+"""Re-score an exported front on held-out images, beside the anchors a user would try instead.
+
+The search only ever saw its calibration prompts and seeds; a claim about the front counts on
+images it never saw (`studies.heldout`: seeds 777000+, PSNR against the converged reference,
+FID-proxy against real held-out digits, end-to-end speedup timed in one process). Each exported
+schedule is marked with the anchors it beats there (`heldout.dominates`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from ..search.attrs import ANCHOR_ATTR
+from ..space.schedule import Schedule
+from . import heldout as ho
+from .config import StudyConfig
+from .front import FrontEntry, trial_schedule
+
+CHECK_IMAGES = 8  # the converged reference's own 100-vs-200-step check
+
+
+def compared_anchor(name: str, schedule: Schedule) -> bool:
+    """The anchors a front is judged against: full compute, DeepCache (uniform and non-uniform) and
+    fewer steps of a fast solver (10 steps or fewer)."""
+    steps = schedule.meta.get("steps")
+    return name == "full" or name.startswith("deepcache") or (steps is not None and int(steps) <= 10)
+
+
+def anchor_schedules_of(study: optuna.Study) -> list[tuple[str, Schedule]]:
+    """The compared anchors among the study's completed trials, one per anchor name."""
+    out: dict[str, Schedule] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        name = trial.user_attrs.get(ANCHOR_ATTR)
+        if name and name not in out:
+            schedule = trial_schedule(trial)
+            if compared_anchor(name, schedule):
+                out[name] = schedule
+    return list(out.items())
+
+
+def heldout_scores(study: optuna.Study, entries: Sequence[FrontEntry], pipe: Any, config: StudyConfig,
+                   n_images: int, cache_dir: str | Path | None = None,
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Held-out rows for the front entries (same order) and the compared anchors, with `beats`."""
+    anchors = anchor_schedules_of(study)
+    prompts, seeds = ho.heldout_prompts(n_images)
+    converged = ho.converged_reference(pipe, prompts, seeds, guidance=config.guidance, check=CHECK_IMAGES,
+                                       cache_dir=cache_dir, model=config.model)
+    schedules = [e.schedule for e in entries] + [s for _, s in anchors]
+    names = [e.anchor or f"trial-{e.trial.number}" for e in entries] + [n for n, _ in anchors]
+    rows = ho.score_heldout(pipe, schedules, n_images, names=names, steps=config.steps, scheduler=config.scheduler,
+                            guidance=config.guidance, model=config.model, cache_dir=cache_dir, converged=converged,
+                            repeats=3, log=log)
+    front, anchor_rows = rows[:len(entries)], rows[len(entries):]
+    for row in front:
+        row["beats"] = ho.beaten_anchors(row, anchor_rows)
+    return {"n_images": n_images, "seed0": ho.HELDOUT_SEED0, "reference": converged.describe(),
+            "dominance": {"speed": ho.SPEED_TOLERANCE, "psnr_db": ho.PSNR_MARGIN_DB, "fid_slack": ho.FID_SLACK,
+                          "fid_margin": ho.FID_MARGIN},
+            "front": front, "anchors": anchor_rows}
