@@ -54,5 +54,6 @@ def use_cost_model(study: optuna.Study, evaluator: Evaluator, pipe: Any, config:
     if config.latency_mode != "model" or "latency" not in config.objectives:
         return None
     model = cost_model_for(study, evaluator, pipe, config)
-    evaluator.latency_model = model.predict
+    n_calls = config.encoding["n_calls"]  # full compute (schedule None) on the study's own trajectory
+    evaluator.latency_model = lambda schedule: model.predict(schedule, n_calls=None if schedule else n_calls)
     return model
