@@ -91,17 +91,32 @@ def matrix(pipe) -> dict:
     return sc.scheduler_matrix(pipe, images=100)
 
 
-@pytest.mark.slow
-def test_deterministic_schedulers_converge(matrix):
-    for name, row in matrix["deterministic"].items():
-        psnr = [row["psnr"][n] for n in matrix["steps"]]
-        assert psnr == sorted(psnr) and len(set(psnr)) == len(psnr), (name, psnr)
-        assert psnr[-1] >= MIN_PSNR_50, (name, psnr)
+# LMS under "leading" spacing: 40.5 / 48.0 / 47.4 dB at 10 / 25 / 50 steps (100 images). Every step count
+# starts at its own first timestep (901, 961, 981; the reference 991), and LMS's 25-step error happens to
+# offset that; with "trailing" (all start at 999) it rises, 39.6 / 49.4 / 51.5 on 10 images (docs/embedded.md).
+LEADING_NOT_MONOTONE = {"lms"}
 
 
 @pytest.mark.slow
-def test_stochastic_schedulers_adhere_and_match_the_deterministic_fid(matrix):
+@pytest.mark.parametrize("name", list(sc.DETERMINISTIC))
+def test_deterministic_scheduler_reaches_38_db(matrix, name):
+    psnr = [matrix["deterministic"][name]["psnr"][n] for n in matrix["steps"]]
+    assert psnr[-1] >= MIN_PSNR_50, (name, psnr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="LMS under leading spacing, see above"))
+    if n in LEADING_NOT_MONOTONE else n for n in sc.DETERMINISTIC])
+def test_deterministic_scheduler_rises_with_steps(matrix, name):
+    psnr = [matrix["deterministic"][name]["psnr"][n] for n in matrix["steps"]]
+    assert psnr == sorted(psnr) and len(set(psnr)) == len(psnr), (name, psnr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(sc.STOCHASTIC))
+def test_stochastic_scheduler_adheres_and_matches_the_deterministic_fid(matrix, name):
     low, high = matrix["deterministic_fid_spread"]
-    for name, row in matrix["stochastic"].items():
-        assert row["adherence"] >= 0.95, (name, row)
-        assert row["fid_proxy"] <= high, (name, row, (low, high))  # below the spread counts as within it
+    row = matrix["stochastic"][name]
+    assert row["adherence"] >= 0.95, (name, row)
+    assert row["fid_proxy"] <= high, (name, row, (low, high))  # below the spread counts as within it
