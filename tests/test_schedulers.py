@@ -92,8 +92,8 @@ def matrix(pipe) -> dict:
 
 
 # LMS under "leading" spacing: 40.5 / 48.0 / 47.4 dB at 10 / 25 / 50 steps (100 images). Every step count
-# starts at its own first timestep (901, 961, 981; the reference 991), and LMS's 25-step error happens to
-# offset that; with "trailing" (all start at 999) it rises, 39.6 / 49.4 / 51.5 on 10 images (docs/embedded.md).
+# starts at its own first timestep (901, 961, 981; the reference 991); with "trailing" (all start at 999)
+# LMS rises, 39.6 / 49.4 / 51.5 on 10 images (docs/embedded.md).
 LEADING_NOT_MONOTONE = {"lms"}
 
 
