@@ -19,28 +19,9 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from datosearch import models
 from datosearch.models import digits as dg
 from datosearch.models.attention import EmbeddedAttnProcessor
+from datosearch.models.digits import digit_prompts
+from datosearch.models.embedded import generate_images as generate
 from datosearch.objectives.latency import device_name
-
-
-def digit_prompts(per_digit: int) -> tuple[list[str], list[int]]:
-    labels = [d for d in range(10) for _ in range(per_digit)]
-    return [dg.digit_prompt(d) for d in labels], labels
-
-
-def generate(pipe, prompts: list[str], steps: int, seed: int, guidance: float | None = None,
-             batch: int = 20) -> torch.Tensor:
-    """Images (N, 1, 32, 32) in [0, 1]; batch b uses generator seed `seed + b`.
-
-    20 prompts per call, a U-Net batch of 40 with CFG: of 20, 40, 100 and 200 the fastest per image on
-    2 cores (0.87 s vs 0.98 s and 1.08 s per 400 at 40, 100 and 200; medians of 5 interleaved rounds),
-    as the activations stay in cache. At 400 the page faults alone cost 0.58 s of system time per 400.
-    """
-    out = []
-    for i in range(0, len(prompts), batch):
-        gen = torch.Generator().manual_seed(seed + i // batch)
-        out.append(pipe(prompts[i:i + batch], num_inference_steps=steps, guidance_scale=guidance,
-                        generator=gen, output_type="pt").images)
-    return torch.cat(out)
 
 
 def save_grid(images: torch.Tensor, per_digit: int, path: Path, zoom: int = 2) -> None:

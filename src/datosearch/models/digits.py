@@ -26,6 +26,12 @@ def digit_prompt(digit: int) -> str:
     return f"a handwritten digit {int(digit)}"
 
 
+def digit_prompts(per_digit: int) -> tuple[list[str], list[int]]:
+    """`per_digit` prompts for each digit 0..9, digit by digit, and their labels."""
+    labels = [d for d in range(10) for _ in range(per_digit)]
+    return [digit_prompt(d) for d in labels], labels
+
+
 def to_gray32(images: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) images in [0, 1] (or uint8 in [0, 255]) -> (B, 1, 32, 32) float in [0, 1]."""
     if images.dtype == torch.uint8:
