@@ -18,7 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
 
 
-DEFAULT_TRIALS = 80  # COMPLETE trials of a new study
+DEFAULT_TRIALS = 100  # COMPLETE trials of a new study
 DEFAULT_HELDOUT = 100  # held-out images for re-scoring the exported front after `run`
 
 
@@ -78,9 +78,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", dest="encoding_kind", choices=["structured", "calls", "intervals"],
                    help="cache-plan genes (default structured: full-call count and placement, per-phase action "
                         "and forecast; calls: one gene per U-Net call)")
-    g.add_argument("--search-steps", action="store_const", const=True,
+    g.add_argument("--search-steps", action=argparse.BooleanOptionalAction,
                    help="also search the base trajectory: the study's scheduler, DPM-Solver++ 2M and UniPC at "
-                        "10..50 steps (structured encoding)")
+                        "10..50 steps (default on with the structured encoding)")
     g.add_argument("--branches", type=_ints, help="shallow-step branch choices, e.g. 0,1,2")
     g.add_argument("--call-scale", action="store_const", const=True, help="search a per-call pruning multiplier too")
     g.add_argument("--max-nonfull-run", type=int, help="constraint: most consecutive non-full calls (default 5 for "

@@ -137,25 +137,31 @@ class StructuredEncoding(Encoding):
         return StructuredVariation(self, seed)
 
     def initial(self) -> list[dict[str, Any]]:
-        """Members spread over the speed range: full-call counts from dense to sparse, each with a
-        placement, an action and a forecast order taken in turn (no random genes)."""
-        cfg = self.cfg
+        """`INITIAL_SIZE` members spread over the speed range (no random genes): full-call counts from
+        dense to sparse, each count once on the study's own trajectory and, with several trajectories,
+        once on another one long enough for it; placements, actions and forecast orders taken in turn."""
+        cfg, trajs = self.cfg, self.trajectories
+        own_calls = trajs[0]["calls"]
+        ks = sorted({max(cfg.min_full, 2, round(own_calls / 2 ** (j / 2))) for j in range(2, 10)}, reverse=True)
+        slots = [(0, k) for k in ks]
+        others = [i for i in range(1, len(trajs)) if trajs[i]["scheduler"] != trajs[0]["scheduler"]] or \
+            list(range(1, len(trajs)))
+        solvers = sorted({trajs[i]["scheduler"] for i in others})
+        for j, k in enumerate(ks if len(trajs) > 1 else []):  # another solver, ~2.5 calls per full call
+            prefer = solvers[j % len(solvers)]
+            slots.append((min(others, key=lambda i: (abs(trajs[i]["calls"] - 2.5 * k), trajs[i]["scheduler"] != prefer)), k))
         out = []
-        actions = cfg.actions
-        for i, traj in enumerate(self.trajectories):
-            n = traj["calls"]
-            ks = sorted({max(cfg.min_full, 2, round(n / 2 ** (j / 2))) for j in range(2, 10)}, reverse=True)
-            for j, k in enumerate(ks):
-                warp, center = INITIAL_WARPS[(i + j) % len(INITIAL_WARPS)]
-                params: dict[str, Any] = {"full": min(k, n), "warp": warp, "center": center}
-                if len(self.trajectories) > 1:
-                    params["traj"] = self._traj_names()[i]
-                for p in range(cfg.phases):
-                    params[f"act{p}"] = actions[(j + p) % len(actions)] if j % 2 else actions[-1]
-                    params[f"ord{p}"] = cfg.orders[-1 - (j // 2) % len(cfg.orders)]
-                    params[f"damp{p}"] = cfg.damping_steps[-1 - (j // 3) % 2]
-                params.update({f"r:{b}": 0.0 for b in cfg.blocks})
-                out.append(params)
+        for j, (i, k) in enumerate(slots):
+            warp, center = INITIAL_WARPS[j % len(INITIAL_WARPS)]
+            params: dict[str, Any] = {"full": min(k, trajs[i]["calls"]), "warp": warp, "center": center}
+            if len(trajs) > 1:
+                params["traj"] = self._traj_names()[i]
+            for p in range(cfg.phases):
+                params[f"act{p}"] = cfg.actions[(j + p) % len(cfg.actions)] if j % 2 else cfg.actions[-1]
+                params[f"ord{p}"] = cfg.orders[-1 - (j // 2) % len(cfg.orders)]
+                params[f"damp{p}"] = cfg.damping_steps[-1 - (j // 3) % 2]
+            params.update({f"r:{b}": 0.0 for b in cfg.blocks})
+            out.append(params)
         return out
 
 

@@ -15,7 +15,7 @@ from ..search.evaluator import accepts_size
 from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline, set_scheduler
 from .config import StudyConfig
 
-DEFAULTS: dict[str, Any] = dict(model="embedded", images=12, steps=50, dtype="float32", batch_size=8,
+DEFAULTS: dict[str, Any] = dict(model="embedded", images=24, steps=50, dtype="float32", batch_size=24,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
                                 population=8, sampler_seed=0, encoding_kind="structured", min_full=1,
                                 reference="converged", latency_mode="model")
@@ -80,7 +80,10 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         defaults = {field: DEFAULTS[name] for name, field in ENCODING_OPTIONS.items() if name in DEFAULTS}
         fields = {**defaults, **enc_overrides}
         fields.setdefault("max_nonfull_run", MAX_NONFULL_RUN.get(fields["kind"]))
-        encoding = default_encoding(pipe, steps, bool(opts.get("search_steps")), **fields).to_dict()
+        search_steps = opts.get("search_steps")
+        if search_steps is None:  # on by default where it can be (the structured encoding)
+            search_steps = fields["kind"] == "structured"
+        encoding = default_encoding(pipe, steps, search_steps, **fields).to_dict()
     config = StudyConfig(
         model=model, prompts=prompts, seeds=seeds, height=int(height), width=int(width), steps=int(steps),
         scheduler=scheduler, guidance=float(guidance), objectives=list(objectives),
