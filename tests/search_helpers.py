@@ -10,9 +10,11 @@ import torch
 from datosearch.search.evaluator import CandidateError, Evaluation
 from datosearch.space.schedule import Schedule
 
-# tiny pipeline, 3 PNDM steps (4 U-Net calls), 5 images (conv-random with 4 features), one timed repeat
+# tiny pipeline, 3 PNDM steps (4 U-Net calls), 5 images (conv-random with 4 features), one timed repeat per
+# trial instead of a calibrated cost model, quality against the study's own full compute, its own trajectory
+# (the defaults are exercised in test_launch.py)
 TINY_ARGS = ["--model", "tiny", "--images", "5", "--steps", "3", "--latency-repeats", "1", "--latency-warmup", "0",
-             "--population", "4", "--no-progress"]
+             "--population", "4", "--no-progress", "--latency", "measured", "--reference", "full", "--no-search-steps"]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,67 @@
+"""A run with the defaults a user gets: structured encoding over several trajectories, converged reference,
+latency from a cost model calibrated once per study, the front re-scored on held-out images."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from datosearch import cli
+from datosearch.objectives.costmodel import CostModel
+from datosearch.search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR, LATENCY_ATTR, SPEEDUP_ATTR
+from datosearch.studies.front import trial_schedule
+from datosearch.studies.study import stored_config
+from search_helpers import one_thread
+
+ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def default_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("launch")
+    url = f"sqlite:///{root}/d.db"
+    with one_thread():
+        assert cli.main(["run", "--study", "d", "--storage", url, "--trials", "30", "--no-outputs", *ARGS]) == 0
+    return optuna.load_study(study_name="d", storage=url), url, root
+
+
+def test_defaults_search_the_trajectory_against_the_converged_reference(default_study):
+    study, _, _ = default_study
+    config = stored_config(study)
+    assert config.encoding["kind"] == "structured" and len(config.encoding["trajectories"]) > 1
+    assert config.reference == "converged" and config.latency_mode == "model" and config.fid_paired
+    names = {t.user_attrs.get(ANCHOR_ATTR) for t in study.trials}
+    assert {"full", "pndm-5", "unipc-5", "dpmpp2m-5"} <= names  # fewer steps of the study's and the fast solvers
+
+
+def test_latency_comes_from_the_stored_cost_model(default_study):
+    study, _, _ = default_study
+    model = CostModel.from_dict(study.user_attrs[COSTMODEL_ATTR])
+    n_calls = stored_config(study).encoding["n_calls"]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "dedup_of" not in t.user_attrs]
+    assert len(done) >= 20
+    for trial in done:
+        assert trial.values[1] == pytest.approx(model.predict(trial_schedule(trial)))
+        assert trial.user_attrs[SPEEDUP_ATTR] == pytest.approx(model.predict(None, n_calls=n_calls) / trial.values[1])
+    full = next(t for t in done if t.user_attrs.get(ANCHOR_ATTR) == "full")
+    assert full.user_attrs[SPEEDUP_ATTR] == 1.0 and full.user_attrs[LATENCY_ATTR] == full.values[1]
+
+
+def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(default_study, monkeypatch):
+    study, url, root = default_study
+    stored = study.user_attrs[COSTMODEL_ATTR]
+    with one_thread():
+        assert cli.main(["resume", "--study", "d", "--storage", url, "--trials", "32", "--no-outputs",
+                         "--no-progress"]) == 0
+    assert optuna.load_study(study_name="d", storage=url).user_attrs[COSTMODEL_ATTR] == stored  # not recalibrated
+    monkeypatch.chdir(root)
+    with one_thread():
+        assert cli.main(["export", "--study", "d", "--storage", url, "--heldout", "6"]) == 0
+    index = json.loads((root / "exports" / "d" / "index.json").read_text())
+    assert index["heldout"]["n_images"] == 6 and index["heldout"]["seed0"] == 777000
+    assert index["heldout"]["reference"]["steps"] == 100 and index["heldout"]["anchors"]
+    for entry in index["entries"]:
+        row = entry["heldout"]
+        assert row["psnr_converged"] > 0 and row["speedup_vs_fullcompute"] > 0 and isinstance(row["beats"], list)
