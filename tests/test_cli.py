@@ -120,3 +120,60 @@ def test_sigkill_then_resume(tmp_path):
                    if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running[0]]
         killed = open_study(url, "k").trials[running[0]].params  # partial if it was killed mid-suggest
         assert len(retried) == 1 and killed.items() <= retried[0].params.items()
+
+
+def _fake_model(monkeypatch, config, evaluator) -> None:
+    """`resolve` returns the stored configuration without loading a model; `build_evaluator` gives `evaluator`."""
+    from types import SimpleNamespace
+
+    from datosearch.studies import build, resolve
+
+    monkeypatch.setattr(resolve, "resolve", lambda opts, base=None, device=None: (config, SimpleNamespace(device="cpu")))
+    monkeypatch.setattr(build, "build_evaluator", lambda *a, **k: evaluator() if callable(evaluator) else evaluator)
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_run_where_every_candidate_fails_exits_nonzero_and_says_why(command, tmp_path, monkeypatch, capsys):
+    from search_helpers import FakeEvaluator
+    from test_workers import _config, _create
+
+    url = f"sqlite:///{tmp_path}/f.db"
+    name = _create(url, 3)
+    _fake_model(monkeypatch, _config(), FakeEvaluator(fail_if=lambda s: True))
+    argv = [command, "--study", name, "--storage", url, "--no-progress"] + (["--no-outputs"] if command == "run" else [])
+    with one_thread():
+        assert cli.main(argv) == 3
+    err = capsys.readouterr().err
+    assert "search incomplete: stopped after 10 failed trials in a row: 10 of this run's 10 trials failed" in err
+    assert "holds 0 of 3 COMPLETE trials" in err and "CandidateError: the generated images contain NaN" in err
+    trials = open_study(url, name).trials
+    assert len(trials) == 10 and all(t.state == TrialState.FAIL for t in trials)
+
+
+def test_internal_error_shows_its_traceback_and_exits_1(tmp_path, monkeypatch, capsys):
+    from test_workers import _config, _create
+
+    url = f"sqlite:///{tmp_path}/i.db"
+    name = _create(url, 3)
+
+    def bug():
+        raise ValueError("cannot map 7 tokens onto a grid of latents (4, 4)")  # as dato/state.py's token_grid
+
+    _fake_model(monkeypatch, _config(), bug)
+    with one_thread():
+        assert cli.main(["worker", "--study", name, "--storage", url, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in bug" in err
+    assert "ValueError: cannot map 7 tokens" in err and "datosearch: internal error (ValueError)" in err
+    assert "datosearch: error:" not in err  # not dressed up as the user's mistake
+
+
+def test_user_error_types_share_one_base():
+    from datosearch.errors import DatosearchError
+    from datosearch.objectives import ObjectiveError
+    from datosearch.studies.config import StudyConfigError
+    from datosearch.studies.storage import StorageError
+    from datosearch.studies.study import StudyNotFoundError
+
+    for error in (cli.UsageError, ObjectiveError, StudyConfigError, StorageError, StudyNotFoundError):
+        assert issubclass(error, DatosearchError) and issubclass(error, ValueError)

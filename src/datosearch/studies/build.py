@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserValueError
 from ..models.digits import digit_prompt
 from ..search.evaluator import Calibration, Evaluator, generate
 from ..space.encoding import EncodingConfig
@@ -38,7 +39,7 @@ def set_scheduler(pipe: Any, scheduler: str | None) -> str:
         cls_name = SCHEDULERS.get(scheduler.lower(), scheduler)
         cls = getattr(diffusers, cls_name, None)
         if cls is None or not hasattr(cls, "from_config"):
-            raise ValueError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)} or a diffusers class")
+            raise UserValueError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)} or a diffusers class")
         if type(pipe.scheduler).__name__ != cls_name:
             pipe.scheduler = cls.from_config(pipe.scheduler.config)
     return type(pipe.scheduler).__name__
@@ -120,7 +121,7 @@ def prompted_digits(prompts: list[str]) -> list[int]:
     digits = [re.findall(r"\d", p) for p in prompts]
     missing = [p for p, d in zip(prompts, digits) if not d]
     if missing:
-        raise ValueError(f"the adherence objective needs a digit in every prompt; {missing[0]!r} has none")
+        raise UserValueError(f"the adherence objective needs a digit in every prompt; {missing[0]!r} has none")
     return [int(d[-1]) for d in digits]
 
 
@@ -143,7 +144,7 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
 
     unsupported = [o for o in config.objectives if o not in SUPPORTED]
     if unsupported:
-        raise ValueError(f"objective {unsupported[0]!r} is not supported by the evaluator ({', '.join(SUPPORTED)})")
+        raise UserValueError(f"objective {unsupported[0]!r} is not supported by the evaluator ({', '.join(SUPPORTED)})")
     calib = calibration(config)
     key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds,
                             resolution=[config.height, config.width], steps=config.steps, scheduler=config.scheduler,

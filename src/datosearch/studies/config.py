@@ -9,11 +9,13 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..errors import UserValueError
+
 CONFIG_ATTR = "datosearch_config"
 BUDGET_ATTR = "datosearch_budget"
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(UserValueError):
     """The requested configuration differs from the one stored in the study."""
 
 
@@ -44,9 +46,9 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):
-            raise ValueError(f"{len(self.prompts)} prompts but {len(self.seeds)} seeds: give one seed per prompt")
+            raise UserValueError(f"{len(self.prompts)} prompts but {len(self.seeds)} seeds: give one seed per prompt")
         if not self.prompts:
-            raise ValueError("the calibration batch needs at least one prompt")
+            raise UserValueError("the calibration batch needs at least one prompt")
         self.prompts, self.seeds, self.objectives = list(self.prompts), [int(s) for s in self.seeds], list(self.objectives)
         self.guidance = float(self.guidance)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 
+from ..errors import UserValueError
 from ..space.io import write_json_atomic
 from .front import pareto_front
 from .study import stored_config
@@ -24,7 +25,7 @@ def export_front(study: optuna.Study, out_dir: str | Path) -> Path:
     config = stored_config(study)
     entries = pareto_front(study)
     if not entries:
-        raise ValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
+        raise UserValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
     written = set()
     index: list[dict[str, Any]] = []
     for k, entry in enumerate(entries):
@@ -61,6 +62,6 @@ def resolve_schedule_file(path: str | Path, index: int | None) -> tuple[Path, in
         entries = data["entries"]
         k = 0 if index is None else index
         if not 0 <= k < len(entries):
-            raise ValueError(f"{path}: the export holds {len(entries)} schedules; pick --index in 0..{len(entries) - 1}")
+            raise UserValueError(f"{path}: the export holds {len(entries)} schedules; pick --index in 0..{len(entries) - 1}")
         return path.parent / entries[k]["file"], None
     return path, index

@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
+from ..errors import UserValueError
 from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, run_until
 from ..search.samplers import make_sampler
 from ..space.encoding import EncodingConfig
@@ -14,7 +15,7 @@ from .config import BUDGET_ATTR, CONFIG_ATTR, StudyConfig, StudyConfigError
 from .storage import open_storage, sqlite_path, study_names
 
 
-class StudyNotFoundError(ValueError):
+class StudyNotFoundError(UserValueError):
     """No study of that name in that storage."""
 
 
