@@ -98,6 +98,7 @@ class Evaluator:
         self.image_scores = {"fid": fid, **(image_scores or {})}
         self.latency_images = latency_images
         self._baseline_s: float | None = None
+        self.last_pruning: dict[str, Any] = {}  # `PruneLog.attrs()` of the last accelerated generation
 
     def images(self, schedule: Schedule | None) -> torch.Tensor:
         """The calibration batch under `schedule` (None: no acceleration)."""
@@ -109,6 +110,7 @@ class Evaluator:
             return run()
         finally:
             if handle is not None:
+                self.last_pruning = handle.pruning.attrs()
                 handle.remove()
 
     def latency(self, schedule: Schedule | None) -> float:
@@ -132,10 +134,11 @@ class Evaluator:
         """Generate, score and time one candidate; raises on failure (the runner makes it a FAIL trial)."""
         baseline = self.baseline_s
         images = self.images(schedule)
+        pruning = self.last_pruning  # what pruning actually did while generating these images
         if not torch.isfinite(images).all():
             raise CandidateError("the generated images contain NaN or infinite values")
         latency_s = self.latency(schedule) if "latency" in self.objectives else float("nan")
-        attrs: dict[str, Any] = {"device": self.device_name, "images_digest": images_digest(images), **schedule.counts()}
+        attrs: dict[str, Any] = {"device": self.device_name, "images_digest": images_digest(images), **schedule.counts(), **pruning}
         if latency_s == latency_s:
             attrs["latency_s"], attrs["speedup"] = latency_s, baseline / latency_s
         paired = self.paired(images, self.reference) if self.paired is not None else {}
