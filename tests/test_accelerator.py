@@ -53,7 +53,7 @@ def test_uniform_plan_matches_deepcache_package(ddim_pipe, branch):
     handle = datosearch.apply(ddim_pipe, Schedule.deepcache(10, interval=3, branch=branch))
     ours = generate(ddim_pipe)
     handle.remove()
-    assert (ours - reference).abs().max().item() <= 1e-5
+    assert torch.equal(ours, reference)  # README: max abs diff 0
     assert (ours - with_full).abs().max().item() > 1e-3  # caching really happened
 
 
@@ -124,6 +124,32 @@ def test_base_selection_methods_are_seeded_and_deterministic(ddim_pipe, method):
     handle.remove()
     assert torch.equal(a, b)
     assert torch.isfinite(a).all() and 0 < (a - full).abs().mean() < full.abs().mean()
+
+
+def _base_tokens(pipe, method: str, steps: int) -> list[torch.Tensor]:
+    """The base-token indices chosen at TOP at every U-Net call (noise off, so only the score decides)."""
+    from datosearch.dato import selection
+
+    captured = []
+    original = selection.patch_argmax
+    selection.patch_argmax = lambda score, sx, sy: captured.append(original(score, sx, sy)) or captured[-1]
+    try:
+        handle = datosearch.apply(pipe, Schedule(["full"] * steps, PruneConfig(
+            ratios={TOP: 0.5}, base_selection=method, fallback="similarity", noise_alpha=0.0)))
+        generate(pipe, steps=steps)
+        handle.remove()
+    finally:
+        selection.patch_argmax = original
+    return captured
+
+
+def test_dynamics_selection_differs_from_its_similarity_fallback(ddim_pipe):
+    """Calls 0 and 1 have fewer than two noise predictions, so dynamics falls back to similarity and
+    picks the same tokens; from call 2 on it scores |eps_k - eps_prev| and must pick others."""
+    dynamics, similarity = _base_tokens(ddim_pipe, "dynamics", 5), _base_tokens(ddim_pipe, "similarity", 5)
+    assert len(dynamics) == len(similarity) == 5
+    assert torch.equal(dynamics[0], similarity[0]) and torch.equal(dynamics[1], similarity[1])
+    assert all(not torch.equal(d, s) for d, s in zip(dynamics[2:], similarity[2:]))
 
 
 def test_cfg_halves_share_base_tokens(ddim_pipe):

@@ -75,13 +75,29 @@ def _states(url: str) -> dict[int, tuple]:
     return {t.number: (t.state, t.values, t.params) for t in open_study(url, "k").trials}
 
 
-def _complete_count(db: Path) -> int:
+def _count(db: Path, state: str) -> int:
     """Read-only peek (opening an RDBStorage here would race the other process creating the tables)."""
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+            return conn.execute("SELECT count(*) FROM trials WHERE state = ?", (state,)).fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def _kill_mid_trial(proc: subprocess.Popen, db: Path, min_complete: int) -> None:
+    """SIGKILL `proc` while the storage shows one of its trials RUNNING: stop it (SIGSTOP), look, kill or go on."""
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        if _count(db, "COMPLETE") >= min_complete:
+            proc.send_signal(signal.SIGSTOP)
+            if _count(db, "RUNNING") == 1:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                return
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    pytest.fail("the study made no progress")
 
 
 def test_sigkill_then_resume(tmp_path):
@@ -91,32 +107,79 @@ def test_sigkill_then_resume(tmp_path):
                              "--trials", "40", "--no-outputs", *TINY_ARGS], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if _complete_count(tmp_path / "k.db") >= 3:
-                break
-        else:
-            pytest.fail("the study made no progress")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        _kill_mid_trial(proc, tmp_path / "k.db", min_complete=3)
     finally:
         proc.kill()
     before = _states(url)
     complete = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
-    running = [n for n, v in before.items() if v[0] == TrialState.RUNNING]
+    (running,) = [n for n, v in before.items() if v[0] == TrialState.RUNNING]  # killed mid-trial
     with one_thread():  # the budget counts COMPLETE trials
         assert cli.main(["resume", "--study", "k", "--storage", url, "--trials", str(len(complete) + 2),
                          "--no-progress", "--no-outputs"]) == 0
     after = _states(url)
     assert {n: after[n] for n in complete} == complete  # completed trials intact
-    assert all(after[n][0] == TrialState.FAIL for n in running)  # the interrupted one is failed ...
+    assert after[running][0] == TrialState.FAIL  # the interrupted one is failed ...
     assert not any(v[0] == TrialState.RUNNING for v in after.values())
     new = sorted(set(after) - set(before))  # the count continues: no number reused or skipped
     assert set(before) <= set(after) and new == list(range(max(before) + 1, max(before) + 1 + len(new)))
     assert sum(v[0] == TrialState.COMPLETE for v in after.values()) == len(complete) + 2
-    if running:  # its genes were enqueued again (Optuna's retry callback records the original number)
-        retried = [t for t in open_study(url, "k").trials
-                   if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running[0]]
-        killed = open_study(url, "k").trials[running[0]].params  # partial if it was killed mid-suggest
-        assert len(retried) == 1 and killed.items() <= retried[0].params.items()
+    # ... and its genes were enqueued again (Optuna's retry callback records the original number)
+    retried = [t for t in open_study(url, "k").trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running]
+    killed = open_study(url, "k").trials[running].params  # partial if it was killed mid-suggest
+    assert len(retried) == 1 and killed.items() <= retried[0].params.items()
+
+def _fake_model(monkeypatch, config, evaluator) -> None:
+    """`resolve` returns the stored configuration without loading a model; `build_evaluator` gives `evaluator`."""
+    from types import SimpleNamespace
+
+    from datosearch.studies import build, resolve
+
+    monkeypatch.setattr(resolve, "resolve", lambda opts, base=None, device=None: (config, SimpleNamespace(device="cpu")))
+    monkeypatch.setattr(build, "build_evaluator", lambda *a, **k: evaluator() if callable(evaluator) else evaluator)
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_run_where_every_candidate_fails_exits_nonzero_and_says_why(command, tmp_path, monkeypatch, capsys):
+    from search_helpers import FakeEvaluator
+    from test_workers import _config, _create
+
+    url = f"sqlite:///{tmp_path}/f.db"
+    name = _create(url, 3)
+    _fake_model(monkeypatch, _config(), FakeEvaluator(fail_if=lambda s: True))
+    argv = [command, "--study", name, "--storage", url, "--no-progress"] + (["--no-outputs"] if command == "run" else [])
+    with one_thread():
+        assert cli.main(argv) == 3
+    err = capsys.readouterr().err
+    assert "search incomplete: stopped after 10 failed trials in a row: 10 of this run's 10 trials failed" in err
+    assert "holds 0 of 3 COMPLETE trials" in err and "CandidateError: the generated images contain NaN" in err
+    trials = open_study(url, name).trials
+    assert len(trials) == 10 and all(t.state == TrialState.FAIL for t in trials)
+
+
+def test_internal_error_shows_its_traceback_and_exits_1(tmp_path, monkeypatch, capsys):
+    from test_workers import _config, _create
+
+    url = f"sqlite:///{tmp_path}/i.db"
+    name = _create(url, 3)
+
+    def bug():
+        raise ValueError("cannot map 7 tokens onto a grid of latents (4, 4)")  # as dato/state.py's token_grid
+
+    _fake_model(monkeypatch, _config(), bug)
+    with one_thread():
+        assert cli.main(["worker", "--study", name, "--storage", url, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in bug" in err
+    assert "ValueError: cannot map 7 tokens" in err and "datosearch: internal error (ValueError)" in err
+    assert "datosearch: error:" not in err  # not dressed up as the user's mistake
+
+
+def test_user_error_types_share_one_base():
+    from datosearch.errors import DatosearchError
+    from datosearch.objectives import ObjectiveError
+    from datosearch.studies.config import StudyConfigError
+    from datosearch.studies.storage import StorageError
+    from datosearch.studies.study import StudyNotFoundError
+
+    for error in (cli.UsageError, ObjectiveError, StudyConfigError, StorageError, StudyNotFoundError):
+        assert issubclass(error, DatosearchError) and issubclass(error, ValueError)

@@ -12,10 +12,11 @@ import pytest
 import torch
 from diffusers import PNDMScheduler
 
-from datosearch import models
+from datosearch import dato, models
 from datosearch.models import digits as dg
 from datosearch.models.attention import EmbeddedAttnProcessor
 from datosearch.models.embedded import EmbeddedDigitsPipeline
+from datosearch.space import Schedule
 
 
 @pytest.fixture(scope="module")
@@ -135,15 +136,17 @@ def test_prompt_adherence_fast(pipe):
 
 @pytest.mark.slow
 def test_prompt_adherence_full(pipe):
+    """README / docs/embedded.md: the prompted digit 100 % of the time (200 samples, 50 PLMS steps)."""
     prompts, labels = _prompts(20)
     images = _generate(pipe, prompts, steps=50)
-    assert dg.prompt_adherence(images, labels) >= 0.85
+    assert dg.prompt_adherence(images, labels) == 1.0
 
 
 def _tradeoff(pipe, schedules: dict, per_digit: int, steps: int, real) -> tuple[dict, dict]:
-    """FID-proxy of each schedule's images vs held-out real digits and vs the first schedule's images."""
-    dato = pytest.importorskip("datosearch.dato")
+    """FID-proxy of each schedule's images vs held-out real digits and vs the images generated with no
+    schedule applied at all (the plain pipeline, same prompts and seeds)."""
     prompts, _ = _prompts(per_digit)
+    plain = _generate(pipe, prompts, steps)
     images = {}
     for name, schedule in schedules.items():
         handle = dato.apply(pipe, schedule)
@@ -151,43 +154,38 @@ def _tradeoff(pipe, schedules: dict, per_digit: int, steps: int, real) -> tuple[
             images[name] = _generate(pipe, prompts, steps)
         finally:
             handle.remove()
-    reference = next(iter(images.values()))
+    if "full" in images:
+        assert torch.equal(images["full"], plain)  # the accelerator with an all-full plan changes nothing
     vs_real = {k: dg.fid_proxy(v, real) for k, v in images.items()}
-    vs_ref = {k: dg.fid_proxy(v, reference) for k, v in images.items()}
-    return vs_real, vs_ref
-
-
-def test_caching_extremes_ordering(pipe, heldout):
-    """Heavier caching drifts further from full compute (same prompts and seeds)."""
-    space = pytest.importorskip("datosearch.space")
-    steps = 20
-    n = steps + 1
-    schedules = {"full": space.Schedule.full(n),
-                 "reuse-after-5": space.Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))}
-    _, vs_full = _tradeoff(pipe, schedules, per_digit=5, steps=steps, real=heldout[0])
-    assert vs_full["full"] < 1e-3 and vs_full["reuse-after-5"] > 10.0
+    vs_plain = {k: dg.fid_proxy(v, plain) for k, v in images.items()}
+    return vs_real, vs_plain
 
 
 def _caching_ladder(n: int) -> dict:
     """Full compute, DeepCache N=2, 5, 10 (branch 0) and all-reuse after call 5, in order of heavier caching."""
-    from datosearch.space import Schedule
-
     schedules = {"full": Schedule.full(n)}
     schedules.update({f"N{k}": Schedule.deepcache(n, interval=k, branch=0) for k in (2, 5, 10)})
     schedules["reuse-after-5"] = Schedule(cache=["full"] * 5 + ["reuse"] * (n - 5))
     return schedules
 
 
+def test_caching_monotone_ordering_fast(pipe, heldout):
+    """README: heavier caching gives a monotonically worse FID-proxy (here 50 images, 20 steps; measured
+    0, 23.7, 137, 234, 280 against the plain pipeline's images)."""
+    _, vs_plain = _tradeoff(pipe, _caching_ladder(21), per_digit=5, steps=20, real=heldout[0])
+    values = list(vs_plain.values())
+    assert values == sorted(values) and len(set(values)) == len(values)  # strictly worse at every rung
+    assert vs_plain["full"] < 1e-3 and vs_plain["reuse-after-5"] > 10 * vs_plain["N2"]
+
+
 @pytest.mark.slow
 def test_caching_monotone_ordering_vs_full(pipe, heldout):
-    schedules = _caching_ladder(51)
-    vs_real, vs_full = _tradeoff(pipe, schedules, per_digit=5, steps=50, real=heldout[0])  # as measured in docs
-    assert list(vs_full.values()) == sorted(vs_full.values())
-    assert vs_full["reuse-after-5"] > 10 * vs_full["N2"]
+    _, vs_plain = _tradeoff(pipe, _caching_ladder(51), per_digit=5, steps=50, real=heldout[0])  # as in docs
+    assert list(vs_plain.values()) == sorted(vs_plain.values())
+    assert vs_plain["reuse-after-5"] > 10 * vs_plain["N2"]
 
 
 @pytest.mark.slow
 def test_caching_monotone_ordering_vs_real(pipe, heldout):
-    schedules = _caching_ladder(51)
-    vs_real, _ = _tradeoff(pipe, schedules, per_digit=20, steps=50, real=heldout[0])
+    vs_real, _ = _tradeoff(pipe, _caching_ladder(51), per_digit=20, steps=50, real=heldout[0])
     assert list(vs_real.values()) == sorted(vs_real.values())

@@ -244,14 +244,14 @@ def test_embedded_digits_is_imported_lazily(monkeypatch):
         get_extractor("embedded-digits")
 
 
-def test_embedded_digits_real_or_clear_error():
-    try:
-        ext = get_extractor("embedded-digits")
-    except ObjectiveError as exc:  # not merged yet, or its classifier weights are missing
-        assert "datosearch.models.digits" in str(exc)
-    else:
-        assert 0 < ext.num_features <= 256
-        assert ext(torch.rand(2, 1, 32, 32)).shape == (2, ext.num_features)
+def test_embedded_digits_extractor_is_the_shipped_feature_net():
+    from datosearch.models import digits
+
+    ext = get_extractor("embedded-digits")  # ships with the package: no error is acceptable here
+    assert isinstance(ext, digits.DigitFeatures)
+    x = torch.rand(2, 1, 32, 32)
+    assert ext.num_features == 64 and ext(x).shape == (2, 64)
+    assert torch.equal(ext(x), digits.digit_features()(x))  # the trained net, not a stand-in
 
 
 def test_objective_names():

@@ -5,9 +5,12 @@ import socket
 
 import optuna
 import pytest
+import torch
+from optuna.study import StudyDirection
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from datosearch.errors import SearchIncompleteError
 from datosearch.models.tiny import tiny_unet
 from datosearch.search import anchor_schedules, enqueue_anchors, hypervolume, make_sampler, run_until
 from datosearch.search.pareto import reference_point, study_hypervolume
@@ -99,14 +102,88 @@ def test_hypervolume_2d_and_3d():
     assert hypervolume([(0, 1, 1), (1, 0, 1), (1, 1, 0)], (2, 2, 2)) == pytest.approx(4.0)
 
 
+def _trial(values, anchor=None, state=TrialState.COMPLETE, constraints=None):
+    return optuna.trial.create_trial(state=state, values=values if state == TrialState.COMPLETE else None,
+                                     user_attrs={"anchor": anchor} if anchor else {}, constraints=constraints)
+
+
+def test_reference_point_is_the_worst_anchor_value_plus_ten_percent():
+    mm = [StudyDirection.MINIMIZE, StudyDirection.MINIMIZE]
+    trials = [_trial([2, 4], "a"), _trial([4, 2], "b"), _trial([9, 9]), _trial(None, "c", state=TrialState.FAIL)]
+    assert reference_point(trials, mm) == pytest.approx((4.4, 4.4))  # the non-anchor (9, 9) does not count
+    mx = [StudyDirection.MINIMIZE, StudyDirection.MAXIMIZE]  # maximised values are negated first
+    assert reference_point([_trial([2, 5], "a"), _trial([4, 1], "b")], mx) == pytest.approx((4.4, -0.9))
+    assert reference_point([_trial([2, 5]), _trial([-4, 1])], mm) == pytest.approx((2.2, 5.5))  # no anchors: all
+    assert reference_point([_trial([-2, -4], "a")], mm) == pytest.approx((-1.8, -3.6))  # + 10 % of |worst|
+    assert reference_point([], mm) == (1.0, 1.0)
+
+
+def test_study_hypervolume_by_hand():
+    study = new_study("random")
+    study.add_trials([_trial([2, 4], "a"), _trial([4, 2], "b"), _trial([1, 3]),
+                      _trial([0.1, 0.1], constraints={"c": 1.0}),  # infeasible: not counted
+                      _trial(None, state=TrialState.FAIL)])
+    ref = reference_point(study.trials, study.directions)
+    assert ref == pytest.approx((4.4, 4.4))
+    # front {(1, 3), (4, 2)}: (4.4 - 1) * (4.4 - 3) + (4.4 - 4) * (3 - 2) = 4.76 + 0.4
+    assert study_hypervolume(study) == pytest.approx(5.16)
+    study.add_trial(_trial([0.5, 0.5]))  # dominates the whole front
+    assert study_hypervolume(study, ref) == pytest.approx(3.9 * 3.9)
+
+
 def test_study_hypervolume_grows_with_the_front():
     study = new_study("random")
     enqueue_anchors(study, anchor_schedules(UNET, ENC.n_calls), ENC)
     run_until(study, FakeEvaluator(), ENC, 5)
     ref = reference_point(study.trials, study.directions)
-    before = study_hypervolume(study, ref)
-    run_until(study, FakeEvaluator(), ENC, 15)
-    assert study_hypervolume(study, ref) >= before > 0
+    points = [tuple(t.values) for t in study.trials if t.state == TrialState.COMPLETE]
+    assert study_hypervolume(study, ref) == pytest.approx(hypervolume(points, ref))
+    assert hypervolume(points, ref) > 0
+
+
+def test_oom_and_nan_candidates_fail_and_the_study_goes_on():
+    n3, n2 = Schedule.deepcache(ENC.n_calls, 3, 0), Schedule.deepcache(ENC.n_calls, 2, 0)
+
+    def evaluate(schedule, real=FakeEvaluator().evaluate):
+        if schedule.key() == n3.key():
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if schedule.key() == n2.key():
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+        return real(schedule)
+
+    study = new_study("random")
+    study.enqueue_trial(encode(n3, ENC))
+    study.enqueue_trial(encode(n2, ENC))
+    evaluator = FakeEvaluator()
+    evaluator.evaluate = evaluate
+    records = run_until(study, evaluator, ENC, 3)
+    assert [r.state for r in records[:2]] == [TrialState.FAIL, TrialState.FAIL]
+    assert "OutOfMemoryError" in records[0].fail_reason and "can't allocate" in study.trials[1].user_attrs[FAIL_ATTR]
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+
+
+def test_internal_error_is_raised_not_searched_past():
+    def broken(schedule):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 16x8)")
+
+    study = new_study("random")
+    evaluator = FakeEvaluator()
+    evaluator.evaluate = broken
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        run_until(study, evaluator, ENC, 5)
+    (trial,) = study.trials  # stopped at the first one; it is not left RUNNING
+    assert trial.state == TrialState.FAIL and trial.user_attrs[FAIL_ATTR].startswith("internal error: RuntimeError")
+
+
+def test_every_candidate_failing_raises_with_the_count_and_reason():
+    study = new_study("random")
+    study.enqueue_trial(encode(Schedule.deepcache(ENC.n_calls, 2, 0), ENC))
+    with pytest.raises(SearchIncompleteError) as info:
+        run_until(study, FakeEvaluator(fail_if=lambda s: True), ENC, 4)
+    assert info.value.failed == info.value.trials == 10 == len(study.trials)
+    message = str(info.value)
+    assert "10 failed trials in a row" in message and "holds 0 of 4 COMPLETE" in message
+    assert "CandidateError: the generated images contain NaN" in message
 
 
 def test_ctrl_c_fails_the_trial_and_queues_it_again():

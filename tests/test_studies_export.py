@@ -1,7 +1,9 @@
 """A small real study (tiny pipeline): export validates and re-applies to the same images, report, show, refusal."""
 
 import json
+import os
 import re
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -12,7 +14,9 @@ from PIL import Image
 from datosearch import cli
 from datosearch.search.evaluator import images_digest
 from datosearch.space.io import json_schema
-from datosearch.studies import open_study
+from datosearch.space.schedule import Schedule
+from datosearch.studies import export_front, open_study, write_report
+import datosearch.studies.export as export_module
 from search_helpers import TINY_ARGS, one_thread
 
 
@@ -60,8 +64,79 @@ def test_report_is_self_contained(study_url, tmp_path):
 
 def test_show_prints_the_front(study_url, capsys):
     assert cli.main(["show", "--study", "s", "--storage", study_url]) == 0
-    out = capsys.readouterr().out
-    assert "fid" in out and "latency" in out and "full" in out
+    header, rule, *rows = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:4] == ["#", "trial", "fid", "latency"] and set(rule) == {"-", " "}
+    study = open_study(study_url, "s")
+    best = {t.number: t for t in study.best_trials}
+    assert rows and len(rows) == len({t.user_attrs["schedule_key"] for t in best.values()})  # one row per schedule
+    fids = []
+    for k, row in enumerate(rows):
+        cells = row.split()
+        trial = best[int(cells[1])]  # every row is a Pareto-optimal trial ...
+        assert int(cells[0]) == k and cells[2:4] == [f"{v:.4g}" for v in trial.values]  # ... with its values
+        assert cells[4] == f"{trial.user_attrs['speedup']:.2f}x"
+        c = Schedule.from_dict(trial.user_attrs["schedule"]).counts()
+        assert cells[5] == f"{c['full']}/{c['shallow']}/{c['reuse']}"
+        fids.append(trial.values[0])
+    assert fids == sorted(fids)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_failed_export_leaves_the_previous_one_intact(study_url, tmp_path, monkeypatch):
+    study = open_study(study_url, "s")
+    out = tmp_path / "export"
+    export_front(study, out)
+    for path in out.iterdir():  # mark the previous export, so that rewriting it with equal content shows
+        path.write_text(path.read_text().replace("{", '{"previous": true, ', 1))
+    before = _snapshot(out)
+    assert len(before) >= 3  # index + at least two schedules, so a failure can land between files
+    calls = []
+
+    def disk_full(path, data, real=export_module.write_json_atomic):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(export_module, "write_json_atomic", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export_front(study, out)
+    assert _snapshot(out) == before  # nothing replaced, nothing left behind
+
+
+def test_export_writes_the_index_last_and_removes_stale_schedules(study_url, tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    out.mkdir()
+    for name in ("schedule_97.json", "schedule_98.json", "index.json", "notes.txt"):
+        (out / name).write_text("{}")
+    placed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (placed.append(Path(dst)), real_replace(src, dst)))
+    export_front(open_study(study_url, "s"), out)
+    final = [p.name for p in placed if p.parent == out]
+    index = json.loads((out / "index.json").read_text())
+    files = [e["file"] for e in index["entries"]]
+    assert final[-1] == "index.json" and sorted(final[:-1]) == sorted(files)
+    assert sorted(p.name for p in out.glob("schedule_*.json")) == sorted(files)  # 97 and 98 are gone
+    assert (out / "notes.txt").exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_failed_report_write_leaves_no_temporary_file(study_url, tmp_path, monkeypatch):
+    path = tmp_path / "r.html"
+    study = open_study(study_url, "s")
+    write_report(study, path)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(study, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"] and path.read_bytes() == before
 
 
 def test_resume_with_another_config_is_refused(study_url, capsys):

@@ -1,7 +1,9 @@
 """`datosearch run | resume | worker | export | report | apply | show` (argparse).
 
-Each subcommand is an entry of `COMMANDS` (name → (add_arguments, handler)). Bad input prints one
-sentence on stderr and exits 2.
+Each subcommand is an entry of `COMMANDS` (name → (add_arguments, handler)). Exit status: 0 done;
+2 bad input from the user (a `DatosearchError` or `ScheduleError`: one sentence on stderr); 3 a search
+that stopped before its budget because candidates kept failing (how many, and the commonest reason);
+1 an internal error (traceback on stderr); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from .space.schedule import ScheduleError
+from .errors import DatosearchError, SearchIncompleteError, UserValueError
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
@@ -22,7 +26,7 @@ DEFAULT_TRIALS = 100  # COMPLETE trials of a new study
 DEFAULT_HELDOUT = 100  # held-out images for re-scoring the exported front after `run`
 
 
-class UsageError(ValueError):
+class UsageError(UserValueError):
     """Bad input from the user: reported in one sentence, exit status 2."""
 
 
@@ -297,19 +301,25 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from .studies.config import StudyConfigError
-
     from .options import check_options
 
     try:
         check_options(vars(args))  # numeric options in range before anything is loaded or written
         return args.func(args)
-    except (UsageError, StudyConfigError, ScheduleError, ValueError, FileNotFoundError) as exc:
+    except (DatosearchError, ScheduleError) as exc:  # the user's own input: one sentence
         print(f"datosearch: error: {exc}", file=sys.stderr)
         return 2
+    except SearchIncompleteError as exc:
+        print(f"datosearch: search incomplete: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("datosearch: interrupted; `datosearch resume --study NAME` continues the study", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: show where it happened
+        traceback.print_exc(file=sys.stderr)
+        print(f"datosearch: internal error ({type(exc).__name__}): this is a bug in datosearch or a library it "
+              f"uses, not a problem with your input; the traceback is above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from diffusers.hooks import HookRegistry
 from ..space import io
 from ..space.schedule import REUSE, Schedule, ScheduleError
 from .caching import EPS, ModuleCacheHook, UNetPlanHook, consumed_module, skipped_modules
-from .pruning import TokenPruneHook
+from .pruning import PruneLog, TokenPruneHook, check_prunable
 from .state import DaToContext
 
 PLAN_HOOK, CACHE_HOOK, PRUNE_HOOK = "datosearch_plan", "datosearch_cache", "datosearch_prune"
@@ -49,6 +49,7 @@ class DaToHandle:
     def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule) -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule
         self.context = DaToContext(schedule, cfg=self._cfg)
+        self.pruning = PruneLog()  # what pruning really did (counts, skips); see `pruning.attrs()`
         self._registries: list[HookRegistry] = []
         self._scheduler: Any = None
         self._register()
@@ -77,7 +78,8 @@ class DaToHandle:
         for block, ratio in sched.prune.ratios.items():
             if ratio > 0:
                 for target in sched.prune.targets:
-                    self._hook(unet.get_submodule(f"{block}.{target}"), TokenPruneHook(ctx, block), PRUNE_HOOK)
+                    self._hook(unet.get_submodule(f"{block}.{target}"), TokenPruneHook(ctx, block, target, self.pruning),
+                               PRUNE_HOOK)
         if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
             self._wrap_scheduler(self.pipe.scheduler)
 
@@ -129,6 +131,7 @@ def apply(target: Any, schedule: Schedule | dict | str | os.PathLike) -> DaToHan
     pipe, unet = _split(target)
     schedule = _as_schedule(schedule)
     schedule.validate_for(unet)
+    check_prunable(unet, schedule)
     remove(unet)
     handle = DaToHandle(pipe, unet, schedule)
     setattr(unet, _HANDLE_ATTR, handle)

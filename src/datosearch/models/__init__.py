@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserValueError
+
 
 def load(name: str = "embedded", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """Return a pipeline by name.
@@ -30,7 +32,7 @@ def load(name: str = "embedded", device: str | torch.device = "cpu", dtype: torc
     try:
         pipe = DiffusionPipeline.from_pretrained(name, torch_dtype=dtype, local_files_only=local)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
-        raise ValueError(f"cannot load pipeline {name!r}: it is neither 'embedded', 'tiny', a local diffusers "
+        raise UserValueError(f"cannot load pipeline {name!r}: it is neither 'embedded', 'tiny', a local diffusers "
                          f"directory nor a model available offline ({type(exc).__name__}: {exc})") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

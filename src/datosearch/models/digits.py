@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import MissingFileError
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CLASSIFIER_FILE = WEIGHTS_DIR / "digit_classifier.safetensors"
 TRAINING_RECORD = WEIGHTS_DIR / "embedded_training.json"
@@ -87,7 +89,7 @@ def _shipped_classifier() -> DigitClassifier:
     from safetensors.torch import load_file
 
     if not CLASSIFIER_FILE.exists():
-        raise FileNotFoundError(f"the embedded digit classifier is missing at {CLASSIFIER_FILE}; "
+        raise MissingFileError(f"the embedded digit classifier is missing at {CLASSIFIER_FILE}; "
                                 "run scripts/train_embedded.py")
     model = DigitClassifier()
     model.load_state_dict(load_file(str(CLASSIFIER_FILE)))

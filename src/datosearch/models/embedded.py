@@ -19,6 +19,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTokenizer
 
+from ..errors import MissingFileError
 from .attention import EmbeddedAttnProcessor
 from .prompt_encoder import PromptEmbeddingEncoder
 from .tiny import byte_level_clip_tokenizer
@@ -217,7 +218,7 @@ def load_embedded(device: Union[str, torch.device] = "cpu", dtype: torch.dtype =
 
     path = Path(path)
     if not (path / "unet" / "config.json").exists():
-        raise FileNotFoundError(f"the embedded model's weights are missing at {path}; run scripts/train_embedded.py")
+        raise MissingFileError(f"the embedded model's weights are missing at {path}; run scripts/train_embedded.py")
     unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True, torch_dtype=dtype,
                                                 low_cpu_mem_usage=False)
     text_encoder = PromptEmbeddingEncoder.from_pretrained(path / "text_encoder", local_files_only=True, torch_dtype=dtype,

@@ -103,6 +103,7 @@ class Evaluator:
         self._baseline_s: float | None = None
         # seconds of one generation predicted from its plan (a calibrated cost model), or None: measure
         self.latency_model: Callable[[Schedule | None], float] | None = None
+        self.last_pruning: dict[str, Any] = {}  # `PruneLog.attrs()` of the last accelerated generation
 
     def images(self, schedule: Schedule | None) -> torch.Tensor:
         """The calibration batch under `schedule` (None: no acceleration)."""
@@ -116,6 +117,7 @@ class Evaluator:
                 return run(steps_of(schedule, self.calibration.steps))
             finally:
                 if handle is not None:
+                    self.last_pruning = handle.pruning.attrs()
                     handle.remove()
 
     def measured_latency(self, schedule: Schedule | None,
@@ -148,10 +150,11 @@ class Evaluator:
         """Generate, score and time one candidate; raises on failure (the runner makes it a FAIL trial)."""
         baseline = self.baseline_s
         images = self.images(schedule)
+        pruning = self.last_pruning  # what pruning actually did while generating these images
         if not torch.isfinite(images).all():
             raise CandidateError("the generated images contain NaN or infinite values")
         latency_s = self.latency(schedule) if "latency" in self.objectives else float("nan")
-        attrs: dict[str, Any] = {DEVICE_ATTR: self.device_name, DIGEST_ATTR: images_digest(images), **schedule.counts()}
+        attrs: dict[str, Any] = {DEVICE_ATTR: self.device_name, DIGEST_ATTR: images_digest(images), **schedule.counts(), **pruning}
         if latency_s == latency_s:
             attrs[LATENCY_ATTR], attrs[SPEEDUP_ATTR] = latency_s, baseline / latency_s
         paired = self.paired(images, self.reference) if self.paired is not None else {}

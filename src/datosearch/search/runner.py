@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from ..errors import SearchIncompleteError
 from ..space.encoding import Encoding, EncodingConfig, make_encoding
 from ..space.schedule import Schedule, ScheduleError
 from .attrs import ANCHOR_ATTR, DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, PLAN_ATTR, RETRY_ATTR, SCHEDULE_ATTR
-from .evaluator import Evaluation
+from .evaluator import CandidateError, Evaluation
 from .liveness import heartbeat, sweep_stale
 
 
@@ -28,15 +31,21 @@ class CandidateEvaluator(Protocol):
 
 
 
-def _failures() -> tuple[type[BaseException], ...]:
-    """Errors that fail one candidate but not the study: OOM (a RuntimeError), NaN, bad schedules."""
-    errors: list[type[BaseException]] = [RuntimeError, ScheduleError, ArithmeticError]
-    try:
-        from ..objectives import ObjectiveError
-        errors.append(ObjectiveError)
-    except ImportError:
-        pass
-    return tuple(errors)
+_OOM_TEXT = ("out of memory", "can't allocate memory", "failed to allocate memory")
+
+
+def is_candidate_failure(exc: BaseException) -> bool:
+    """Whether `exc` fails one candidate but not the study: out of memory (CUDA or CPU), non-finite
+    images or objectives (`CandidateError`, `ObjectiveError`), a schedule the model rejects.
+
+    Anything else (a torch shape error, a bug of ours) is an internal error: the runner records the
+    trial as FAIL and re-raises, so the command shows the traceback instead of searching on.
+    """
+    from ..objectives import ObjectiveError
+
+    if isinstance(exc, (CandidateError, ObjectiveError, ScheduleError, torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in _OOM_TEXT)
 
 
 @dataclass
@@ -48,6 +57,7 @@ class TrialRecord:
     total_s: float
     model_s: float
     dedup_of: int | None = None
+    fail_reason: str | None = None
 
 
 def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: EncodingConfig | Encoding) -> list[str]:
@@ -145,11 +155,15 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
         study.tell(trial, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs=_retry_attrs(trial.user_attrs, trial.number))
         raise
-    except _failures() as exc:
+    except Exception as exc:
         model_s = time.perf_counter() - eval_start
-        trial.set_user_attr(FAIL_ATTR, f"{type(exc).__name__}: {exc}"[:500])
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        failure = is_candidate_failure(exc)
+        trial.set_user_attr(FAIL_ATTR, reason if failure else f"internal error: {reason}"[:500])
         study.tell(trial, state=TrialState.FAIL)
-        return TrialRecord(trial.number, TrialState.FAIL, time.perf_counter() - start, model_s)
+        if not failure:
+            raise
+        return TrialRecord(trial.number, TrialState.FAIL, time.perf_counter() - start, model_s, fail_reason=reason)
     model_s = time.perf_counter() - eval_start
     for name, value in result.attrs.items():
         trial.set_user_attr(name, value)
@@ -165,13 +179,14 @@ def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: Enco
     The budget rule: a worker starts a trial only while COMPLETE < target, so N workers end with
     target <= COMPLETE <= target + (trials in flight when the budget was hit) <= target + N - 1.
     Before each trial, trials of crashed workers are failed and re-queued (`sweep_stale`). A worker
-    gives up after `max(10, target)` failures in a row (a configuration where nothing can work).
+    gives up after `max(10, target)` failures in a row (a configuration where nothing can work) and
+    raises `SearchIncompleteError` saying how many trials failed and the most common `fail_reason`.
     """
     records: list[TrialRecord] = []
     encoding = make_encoding(encoding)
     evaluator.prepare()  # e.g. the baseline latency, before the first trial's clock starts
-    failures_in_row = 0
-    while failures_in_row < max(10, target):
+    failures_in_row, limit = 0, max(10, target)
+    while failures_in_row < limit:
         sweep_stale(study, stale_after)
         if complete_count(study) >= target:
             break
@@ -180,4 +195,15 @@ def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: Enco
         records.append(record)
         if on_trial is not None:
             on_trial(record)
+    else:
+        raise _incomplete(study, records, failures_in_row, target)
     return records
+
+
+def _incomplete(study: optuna.Study, records: list[TrialRecord], in_row: int, target: int) -> SearchIncompleteError:
+    failed = [r for r in records if r.state == TrialState.FAIL]
+    reason, count = Counter(r.fail_reason for r in failed).most_common(1)[0]
+    message = (f"stopped after {in_row} failed trials in a row: {len(failed)} of this run's {len(records)} trials "
+               f"failed and the study holds {complete_count(study)} of {target} COMPLETE trials; most common "
+               f"fail_reason ({count} of {len(failed)}): {reason}")
+    return SearchIncompleteError(message, len(failed), len(records), reason)

@@ -11,6 +11,8 @@ from typing import Any
 
 import optuna
 
+from ..errors import UserValueError
+
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 
 
@@ -37,4 +39,4 @@ def make_sampler(name: str, population: int = 8, seed: int | None = 0, encoding:
         return optuna.samplers.GPSampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    raise UserValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

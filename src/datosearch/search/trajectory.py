@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from ..errors import UserValueError
+
 SCHEDULERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
               "dpm": "DPMSolverMultistepScheduler", "dpmpp2m": "DPMSolverMultistepScheduler",
               "unipc": "UniPCMultistepScheduler"}
@@ -24,7 +26,7 @@ def scheduler_class(name: str) -> type:
     cls_name = SCHEDULERS.get(name.lower(), name)
     cls = getattr(diffusers, cls_name, None)
     if cls is None or not hasattr(cls, "from_config"):
-        raise ValueError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)} or a diffusers class")
+        raise UserValueError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)} or a diffusers class")
     return cls
 
 

@@ -18,6 +18,7 @@ from typing import Any, Union
 
 import torch
 
+from ..errors import DatosearchError
 from .layout import highest_resolution_blocks, n_branches, transformer_blocks
 
 Action = Union[str, int]
@@ -38,7 +39,7 @@ SD15_TOP_BLOCKS = [f"down_blocks.0.attentions.{i}.transformer_blocks.0" for i in
     f"up_blocks.3.attentions.{i}.transformer_blocks.0" for i in range(3)]
 
 
-class ScheduleError(ValueError):
+class ScheduleError(DatosearchError, ValueError):
     """A schedule that cannot be used; the message names the offending field."""
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserValueError
 from ..models.digits import digit_prompt
 from ..search.evaluator import Calibration, Evaluator, generate
 from ..search.trajectory import SCHEDULERS, set_scheduler  # noqa: F401  (re-exported)
@@ -95,7 +96,7 @@ def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overri
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if search_steps:
         if fields.get("kind") != "structured":
-            raise ValueError("--search-steps needs the structured encoding (--encoding structured)")
+            raise UserValueError("--search-steps needs the structured encoding (--encoding structured)")
         fields["trajectories"] = trajectories(pipe, steps)
     return EncodingConfig(**fields)
 
@@ -144,7 +145,7 @@ def prompted_digits(prompts: list[str]) -> list[int]:
     digits = [re.findall(r"\d", p) for p in prompts]
     missing = [p for p, d in zip(prompts, digits) if not d]
     if missing:
-        raise ValueError(f"the adherence objective needs a digit in every prompt; {missing[0]!r} has none")
+        raise UserValueError(f"the adherence objective needs a digit in every prompt; {missing[0]!r} has none")
     return [int(d[-1]) for d in digits]
 
 
@@ -184,7 +185,7 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
 
     unsupported = [o for o in config.objectives if o not in SUPPORTED]
     if unsupported:
-        raise ValueError(f"objective {unsupported[0]!r} is not supported by the evaluator ({', '.join(SUPPORTED)})")
+        raise UserValueError(f"objective {unsupported[0]!r} is not supported by the evaluator ({', '.join(SUPPORTED)})")
     calib = calibration(config)
     reference = reference_images(pipe, config, cache_dir)
     fid = obj.FidProxy(make_extractor(config, device), reference, paired=config.fid_paired)

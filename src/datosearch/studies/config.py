@@ -9,11 +9,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..errors import UserValueError
 from ..search.attrs import BUDGET_ATTR, CONFIG_ATTR  # noqa: F401 - re-exported (studies.config.BUDGET_ATTR)
 REFERENCES = ("full", "converged")
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(UserValueError):
     """The requested configuration differs from the one stored in the study."""
 
 
@@ -47,15 +48,15 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):
-            raise ValueError(f"{len(self.prompts)} prompts but {len(self.seeds)} seeds: give one seed per prompt")
+            raise UserValueError(f"{len(self.prompts)} prompts but {len(self.seeds)} seeds: give one seed per prompt")
         if not self.prompts:
-            raise ValueError("the calibration batch needs at least one prompt")
+            raise UserValueError("the calibration batch needs at least one prompt")
         self.prompts, self.seeds, self.objectives = list(self.prompts), [int(s) for s in self.seeds], list(self.objectives)
         self.guidance = float(self.guidance)
         if self.latency_mode not in ("model", "measured"):
-            raise ValueError(f"latency must be 'model' or 'measured', got {self.latency_mode!r}")
+            raise UserValueError(f"latency must be 'model' or 'measured', got {self.latency_mode!r}")
         if self.reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+            raise UserValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (round-trips through `json`)."""

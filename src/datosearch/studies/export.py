@@ -1,16 +1,21 @@
 """Export the Pareto front: `DIR/index.json` (objectives + file names) and one `schedule_K.json` per schedule.
 
-Every file is written atomically (temporary file + rename); the index is written last, and
-`schedule_K.json` files left from an earlier, larger export are removed.
+The files are staged in a temporary directory and renamed into place, the index last; a failed
+write leaves the previous export intact, and `schedule_K.json` files left from an earlier, larger
+export are removed.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 
+from ..errors import UserValueError
 from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, write_json_atomic
 from .front import FrontEntry, pareto_front
 from .study import stored_config
@@ -19,6 +24,9 @@ from .study import stored_config
 def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[list[FrontEntry]], dict] | None = None) -> Path:
     """Write the study's front under `out_dir`; returns the index path.
 
+    Every file is first written into a staging directory inside `out_dir`, so a failed write (disk
+    full, an unserialisable value) leaves the previous export as it was. Then the schedule files are
+    moved into place, the index last, and `schedule_K.json` files the new index does not list are removed.
     `heldout(entries)` (see `studies.verify.heldout_scores`) re-scores the front on held-out images;
     its rows go beside the search values in each entry (`heldout`) and in the index.
     """
@@ -26,34 +34,42 @@ def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[li
     config = stored_config(study)
     entries = pareto_front(study)
     if not entries:
-        raise ValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
+        raise UserValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
     scores = heldout(entries) if heldout is not None else None
-    written = set()
-    index: list[dict[str, Any]] = []
-    for k, entry in enumerate(entries):
-        name = f"schedule_{k}.json"
-        own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
-        meta = dict(model=config.model, height=config.height, width=config.width,
-                    scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
-                    guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
-                    speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
-        if entry.anchor:
-            meta["name"] = entry.anchor
-        schedule = entry.schedule.with_meta(**meta)
-        write_json_atomic(out_dir / name, schedule.to_dict())
-        written.add(name)
-        index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
-                      "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-", suffix=".tmp"))
+    try:
+        written: list[str] = []
+        index: list[dict[str, Any]] = []
+        for k, entry in enumerate(entries):
+            name = f"schedule_{k}.json"
+            own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
+            meta = dict(model=config.model, height=config.height, width=config.width,
+                        scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
+                        guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
+                        speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
+            if entry.anchor:
+                meta["name"] = entry.anchor
+            schedule = entry.schedule.with_meta(**meta)
+            write_json_atomic(staging / name, schedule.to_dict())
+            written.append(name)
+            index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
+                          "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
+            if scores is not None:
+                index[-1]["heldout"] = scores["front"][k]
+        objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
+        body = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
+                "config": config.to_json(), "entries": index}
         if scores is not None:
-            index[-1]["heldout"] = scores["front"][k]
+            body["heldout"] = {k: v for k, v in scores.items() if k != "front"}
+        write_json_atomic(staging / "index.json", body)
+        for name in written:
+            os.replace(staging / name, out_dir / name)
+        path = out_dir / "index.json"
+        os.replace(staging / "index.json", path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     for stale in out_dir.glob("schedule_*.json"):
         if stale.name not in written:
             stale.unlink()
-    objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
-    path = out_dir / "index.json"
-    body = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
-            "config": config.to_json(), "entries": index}
-    if scores is not None:
-        body["heldout"] = {k: v for k, v in scores.items() if k != "front"}
-    write_json_atomic(path, body)
     return path

@@ -12,6 +12,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+from ..errors import UserValueError
 from ..search.liveness import MAX_RETRY
 
 SQLITE_TIMEOUT_S = 60
@@ -21,7 +22,7 @@ HEARTBEAT_INTERVAL_S = int(os.environ.get("DATOSEARCH_HEARTBEAT_INTERVAL", 30))
 GRACE_PERIOD_S = int(os.environ.get("DATOSEARCH_GRACE_PERIOD", 120))
 
 
-class StorageError(ValueError):
+class StorageError(UserValueError):
     """A storage URL that cannot be opened (no server, no driver, bad URL)."""
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
+from ..errors import UserValueError
 from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, enqueue_initial, run_until
 from ..search.samplers import make_sampler
 from ..space.encoding import make_encoding
@@ -16,7 +17,7 @@ from .config import StudyConfig, StudyConfigError
 from .storage import open_storage, sqlite_path, study_names
 
 
-class StudyNotFoundError(ValueError):
+class StudyNotFoundError(UserValueError):
     """No study of that name in that storage."""
 
 
