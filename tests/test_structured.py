@@ -143,3 +143,13 @@ def test_nsga2_children_come_from_the_structured_variation_and_repeat_no_schedul
     assert len(children) == 12 and all(t.params in made for t in children)
     keys = [t.user_attrs[KEY_ATTR] for t in study.trials]
     assert len(set(keys)) >= len(keys) - 2  # children rarely repeat an evaluated schedule
+
+
+def test_trajectory_mutation_moves_to_a_neighbour():
+    trajs = [{"scheduler": "PNDMScheduler", "steps": 50, "calls": 51}] + [
+        {"scheduler": s, "steps": n, "calls": n} for s in ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler")
+        for n in (10, 15, 20, 25)]
+    variation = StructuredVariation(make_encoding(structured(trajectories=trajs)), 0)
+    seen = {variation._neighbour_trajectory("UniPCMultistepScheduler:15") for _ in range(60)}
+    assert seen == {"UniPCMultistepScheduler:10", "UniPCMultistepScheduler:20", "DPMSolverMultistepScheduler:15",
+                    "PNDMScheduler:50"}

@@ -22,7 +22,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
 
 
-DEFAULT_TRIALS = 100  # COMPLETE trials of a new study
+DEFAULT_TRIALS = 80  # COMPLETE trials of a new study
 DEFAULT_HELDOUT = 100  # held-out images for re-scoring the exported front after `run`
 
 

@@ -88,8 +88,9 @@ class StructuredVariation:
         ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
             (["traj"] if "traj" in child else [])
         for op in {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}:
-            if op == "full":  # insert or delete full calls
-                delta = int(rng.choice([-2, -1, 1, 2]))
+            if op == "full":  # insert or delete full calls (a step that grows with their number)
+                size = max(1, round(0.15 * child["full"]))
+                delta = int(rng.choice([-1, 1])) * int(rng.randint(1, size + 1))
                 child["full"] = int(min(enc.max_calls, max(max(1, cfg.min_full), child["full"] + delta)))
             elif op == "warp":  # shift the full calls earlier / later
                 child["warp"] = float(min(POWER_RANGE[1], max(POWER_RANGE[0], child["warp"] * math.exp(rng.normal(0, 0.3)))))
@@ -101,9 +102,23 @@ class StructuredVariation:
                 key = f"r:{cfg.blocks[rng.randint(len(cfg.blocks))]}"
                 child[key] = _step(cfg.ratio_steps, child[key], int(rng.choice([-1, 1])))
             else:
-                names = enc.plan_distributions()["traj"].choices
-                child["traj"] = names[rng.randint(len(names))]
+                child["traj"] = self._neighbour_trajectory(child["traj"])
         return child
+
+    def _neighbour_trajectory(self, name: str) -> str:
+        """Another base trajectory near `name`: the same solver one step-count notch up or down, or
+        another solver at the nearest step count."""
+        trajs, rng = self.encoding.trajectories, self.rng
+        names = [f"{t['scheduler']}:{t['steps']}" for t in trajs]
+        here = trajs[names.index(name)] if name in names else trajs[0]
+        same = sorted((t["steps"], n) for t, n in zip(trajs, names) if t["scheduler"] == here["scheduler"])
+        steps = [st for st, _ in same]
+        i = steps.index(here["steps"]) if here["steps"] in steps else 0
+        options = [same[j][1] for j in (i - 1, i + 1) if 0 <= j < len(same)]
+        for solver in sorted({t["scheduler"] for t in trajs} - {here["scheduler"]}):
+            other = [(abs(t["steps"] - here["steps"]), n) for t, n in zip(trajs, names) if t["scheduler"] == solver]
+            options.append(min(other)[1])
+        return options[rng.randint(len(options))] if options else name
 
     def _mutate_phase(self, child: dict[str, Any], p: int) -> None:
         cfg, rng = self.encoding.cfg, self.rng

@@ -28,6 +28,7 @@ from .placement import full_positions, phase_of
 POWER_RANGE = (0.3, 3.0)
 # The first generation: placements and actions spread across the speed range.
 INITIAL_WARPS = ((0.6, 0.0), (1.0, 0.0), (1.6, 0.0), (1.4, 0.3))
+CALLS_PER_FULL = 3.5  # first-generation members on another trajectory: this many of its calls per full call
 
 
 class StructuredEncoding(Encoding):
@@ -147,9 +148,10 @@ class StructuredEncoding(Encoding):
         others = [i for i in range(1, len(trajs)) if trajs[i]["scheduler"] != trajs[0]["scheduler"]] or \
             list(range(1, len(trajs)))
         solvers = sorted({trajs[i]["scheduler"] for i in others})
-        for j, k in enumerate(ks if len(trajs) > 1 else []):  # another solver, ~2.5 calls per full call
+        for j, k in enumerate(ks if len(trajs) > 1 else []):  # another solver, ~CALLS_PER_FULL calls per full call
             prefer = solvers[j % len(solvers)]
-            slots.append((min(others, key=lambda i: (abs(trajs[i]["calls"] - 2.5 * k), trajs[i]["scheduler"] != prefer)), k))
+            slots.append((min(others, key=lambda i: (abs(trajs[i]["calls"] - CALLS_PER_FULL * k),
+                                                     trajs[i]["scheduler"] != prefer)), k))
         out = []
         for j, (i, k) in enumerate(slots):
             warp, center = INITIAL_WARPS[j % len(INITIAL_WARPS)]

@@ -21,6 +21,7 @@ from .config import StudyConfig
 from .front import FrontEntry, trial_schedule
 
 CHECK_IMAGES = 8  # the converged reference's own 100-vs-200-step check
+TIMING_ROUNDS = 2  # interleaved end-to-end timing rounds (each bracketed by full compute)
 
 
 def compared_anchor(name: str, schedule: Schedule) -> bool:
@@ -54,7 +55,7 @@ def heldout_scores(study: optuna.Study, entries: Sequence[FrontEntry], pipe: Any
     names = [e.anchor or f"trial-{e.trial.number}" for e in entries] + [n for n, _ in anchors]
     rows = ho.score_heldout(pipe, schedules, n_images, names=names, steps=config.steps, scheduler=config.scheduler,
                             guidance=config.guidance, model=config.model, cache_dir=cache_dir, converged=converged,
-                            repeats=3, log=log)
+                            repeats=TIMING_ROUNDS, log=log)
     front, anchor_rows = rows[:len(entries)], rows[len(entries):]
     for row in front:
         row["beats"] = ho.beaten_anchors(row, anchor_rows)
