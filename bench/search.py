@@ -1,13 +1,16 @@
-"""NSGA-II vs random search at an equal trial budget, and the framework's overhead per trial.
+"""Samplers and encodings at an equal trial budget: hypervolume over seeds, and the framework's overhead.
 
-    PYTHONPATH=src python bench/search.py [--model embedded|tiny] [--trials 48] [--seeds 0,1]
+    PYTHONPATH=src python bench/search.py [--model embedded|tiny] [--trials 96] [--seeds 0,1,2]
+        [--variants structured:nsga2,calls:nsga2,structured:random,structured:tpe]
 
-Every study (sampler × seed) runs on one shared pipeline and evaluator (same reference images,
-same baseline latency), in its own SQLite file, with the anchor schedules enqueued first, as
-`datosearch run` does. Hypervolume after every `--every` trials uses one reference point for all
-studies (the worst anchor value per objective over all studies, + 10 %). Overhead = time of a
-trial outside `Evaluator.evaluate` (ask, sampling, dedup lookup, attribute writes, tell), as a
-share of the trial's time. Prints tables and writes `bench/results/search-<model>.json`.
+Every study (variant × seed) is built like `datosearch run` builds one (`studies.launch`), on one
+shared pipeline, evaluator and cost model (same references, same latency predictions), in its own
+SQLite file, anchors and the encoding's first generation enqueued first. A schedule evaluated by one
+study is not evaluated again by another (the scores are deterministic given the schedule).
+Hypervolume after every `--every` trials uses one reference point for all studies (the worst anchor
+value per objective over all studies, + 10 %). Overhead = time of a trial outside `evaluate` (ask,
+sampling, dedup lookup, attribute writes, tell), as a share of the trial's time. Prints tables and
+writes `bench/results/search-<model>.json`.
 """
 
 from __future__ import annotations
@@ -19,27 +22,45 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
 
-from datosearch.search.anchors import anchor_schedules
+from datosearch.search.attrs import COSTMODEL_ATTR
+from datosearch.search.evaluator import Evaluation
 from datosearch.search.pareto import as_minimised, feasible_complete, hypervolume, reference_point
 from datosearch.search.runner import TrialRecord, run_until
-from datosearch.space.encoding import EncodingConfig
-from datosearch.studies import build, study as studies
-from datosearch.studies.resolve import resolve
+from datosearch.space.schedule import Schedule
+from datosearch.studies.launch import open_run
+
+
+class Memo:
+    """One evaluator shared by every study: each distinct schedule is scored once."""
+
+    def __init__(self, evaluator: Any) -> None:
+        self.evaluator, self.objectives, self.cache = evaluator, evaluator.objectives, {}
+
+    def prepare(self) -> None:
+        self.evaluator.prepare()
+
+    def evaluate(self, schedule: Schedule) -> Evaluation:
+        key = schedule.key()
+        if key not in self.cache:
+            self.cache[key] = self.evaluator.evaluate(schedule)
+        return self.cache[key]
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="embedded")
-    p.add_argument("--trials", type=int, default=48)
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--samplers", default="nsga2,random")
+    p.add_argument("--trials", type=int, default=96)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--variants", default="structured:nsga2,calls:nsga2,structured:random,structured:tpe",
+                   help="comma list of ENCODING:SAMPLER")
     p.add_argument("--every", type=int, default=8)
-    p.add_argument("--images", type=int, default=10)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--images", type=int, default=24)
+    p.add_argument("--steps", type=int, default=50)
     p.add_argument("--population", type=int, default=8)
     p.add_argument("--latency-repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
@@ -61,24 +82,27 @@ def main() -> int:
     args = parse()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    opts = dict(model=args.model, images=args.images, steps=args.steps, latency_repeats=args.latency_repeats,
-                latency_warmup=1, population=args.population, device="cpu")
-    config, pipe = resolve(opts)
     tmp = Path(tempfile.mkdtemp(prefix="datosearch-bench-"))
-    evaluator = build.build_evaluator(pipe, config, tmp / "cache", "cpu")
-    evaluator.prepare()
-    anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"])
-    print(f"model {config.model}, {config.encoding['n_calls']} U-Net calls, {len(config.prompts)} images, "
-          f"{args.trials} trials per study, device {config.device}", file=sys.stderr)
+    base = dict(model=args.model, images=args.images, steps=args.steps, latency_repeats=args.latency_repeats,
+                population=args.population, device="cpu")
+    pipe, memo, cost = None, None, None
     runs: dict[tuple[str, int], tuple[optuna.Study, list[TrialRecord], float]] = {}
-    for sampler in args.samplers.split(","):
+    for variant in args.variants.split(","):
+        encoding, sampler = variant.split(":")
         for seed in [int(s) for s in args.seeds.split(",")]:
-            cfg = type(config)(**{**config.to_json(), "sampler": sampler, "sampler_seed": seed})
-            study = studies.create(f"sqlite:///{tmp}/{sampler}-{seed}.db", f"{sampler}-{seed}", cfg, anchors)
+            name = f"{encoding}-{sampler}-{seed}"
+            url = f"sqlite:///{tmp}/{name}.db"
+            opts = {**base, "encoding_kind": encoding, "sampler": sampler, "sampler_seed": seed}
+            # the first study's pipeline, evaluator and cost model serve all (no recalibration)
+            run = open_run(url, name, opts, pipe=pipe, evaluator=memo and memo.evaluator, cost_model=cost)
+            pipe = run.pipe
+            memo = memo or Memo(run.evaluator)
+            cost = cost or run.study.user_attrs.get(COSTMODEL_ATTR)
             start = time.perf_counter()
-            records = run_until(study, evaluator, EncodingConfig(**cfg.encoding), args.trials)
-            runs[(sampler, seed)] = (study, records, time.perf_counter() - start)
-            print(f"  {sampler} seed {seed}: {len(records)} trials in {runs[(sampler, seed)][2]:.0f} s", file=sys.stderr)
+            records = run_until(run.study, memo, run.config.encoding, args.trials)
+            runs[(variant, seed)] = (run.study, records, time.perf_counter() - start)
+            print(f"  {variant} seed {seed}: {len(records)} trials in {runs[(variant, seed)][2]:.0f} s", file=sys.stderr)
+    config = run.config
     all_trials = [t for study, _, _ in runs.values() for t in study.get_trials(deepcopy=False)]
     directions = next(iter(runs.values()))[0].directions
     ref = reference_point(all_trials, directions)
@@ -99,7 +123,7 @@ def main() -> int:
     print(f"{'sampler':>8} {'seed':>4} " + " ".join(f"{k:>9}" for k in checkpoints))
     for row in rows:
         print(f"{row['sampler']:>8} {row['seed']:>4} " + " ".join(f"{v:9.4g}" for v in row["hypervolume"]))
-    for sampler in args.samplers.split(","):
+    for sampler in args.variants.split(","):
         mine = [r["hypervolume"] for r in rows if r["sampler"] == sampler]
         print(f"{sampler:>8} {'mean':>4} " + " ".join(f"{statistics.mean(col):9.4g}" for col in zip(*mine)))
     print(f"\n{'sampler':>8} {'seed':>4} {'trial s':>8} {'overhead':>9} {'overhead s':>10} {'pareto':>6} {'dups':>5}")

@@ -134,7 +134,7 @@ def _fake_model(monkeypatch, config, evaluator) -> None:
 
     from datosearch.studies import build, resolve
 
-    monkeypatch.setattr(resolve, "resolve", lambda opts, base=None, device=None: (config, SimpleNamespace(device="cpu")))
+    monkeypatch.setattr(resolve, "resolve", lambda opts, base=None, device=None, pipe=None: (config, SimpleNamespace(device="cpu")))
     monkeypatch.setattr(build, "build_evaluator", lambda *a, **k: evaluator() if callable(evaluator) else evaluator)
 
 

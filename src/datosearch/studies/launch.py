@@ -13,11 +13,12 @@ from typing import Any
 import optuna
 
 from ..search.anchors import anchor_schedules
+from ..search.attrs import COSTMODEL_ATTR
 from ..search.evaluator import Evaluator
 from . import build, study as studies
 from .config import StudyConfig
 from .cost import use_cost_model
-from .resolve import resolve
+from . import resolve as resolving
 from .storage import study_dir
 
 
@@ -32,20 +33,25 @@ class Run:
     created: bool
 
 
-def open_run(url: str, name: str, opts: dict[str, Any], resume: bool = False, pipe: Any = None) -> Run:
+def open_run(url: str, name: str, opts: dict[str, Any], resume: bool = False, pipe: Any = None,
+             evaluator: Evaluator | None = None, cost_model: dict[str, Any] | None = None) -> Run:
     """Resolve `opts` (on top of the stored configuration when resuming), then open or create the study.
 
     A study that exists with another configuration is refused (`StudyConfigError`) before anything is
-    written. `pipe` reuses an already loaded pipeline (the benchmarks share one across studies).
+    written. The benchmarks share across studies of one model and calibration batch: `pipe` (a loaded
+    pipeline), `evaluator` (its references) and `cost_model` (a stored `CostModel.to_dict()` for a
+    new study, instead of calibrating again).
     """
     base = studies.stored_config(studies.open_study(url, name)) if resume else None
-    config, pipe = resolve(opts, base, pipe=pipe)
+    config, pipe = resolving.resolve(opts, base, pipe=pipe)
     studies.directions(config.objectives)  # unknown objectives fail before anything is written
     study = studies.check_existing(url, name, config)
-    evaluator = build.build_evaluator(pipe, config, study_dir(url, name), str(pipe.device))
+    evaluator = evaluator or build.build_evaluator(pipe, config, study_dir(url, name), str(pipe.device))
     created = study is None
     if created:
         anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
         study = studies.create(url, name, config, anchors)
+        if cost_model is not None:
+            study.set_user_attr(COSTMODEL_ATTR, cost_model)
     use_cost_model(study, evaluator, pipe, config)
     return Run(study, config, pipe, evaluator, created)
