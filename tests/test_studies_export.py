@@ -11,12 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from datosearch import cli
+from datosearch import atomic as atomic_module, cli
 from datosearch.search.evaluator import images_digest
 from datosearch.space.io import json_schema
 from datosearch.space.schedule import Schedule
 from datosearch.studies import export_front, open_study, write_report
-import datosearch.studies.export as export_module
 from search_helpers import TINY_ARGS, one_thread
 
 
@@ -95,13 +94,13 @@ def test_failed_export_leaves_the_previous_one_intact(study_url, tmp_path, monke
     assert len(before) >= 3  # index + at least two schedules, so a failure can land between files
     calls = []
 
-    def disk_full(path, data, real=export_module.write_json_atomic):
+    def disk_full(path, data, real=atomic_module.write_atomic, **kw):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        real(path, data)
+        return real(path, data, **kw)
 
-    monkeypatch.setattr(export_module, "write_json_atomic", disk_full)
+    monkeypatch.setattr(atomic_module, "write_atomic", disk_full)
     with pytest.raises(OSError, match="No space left"):
         export_front(study, out)
     assert _snapshot(out) == before  # nothing replaced, nothing left behind

@@ -8,6 +8,7 @@ reference-image cache (safetensors bytes).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,3 +30,22 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, mode: int = 0o64
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def publish_atomic(out_dir: str | os.PathLike, files: list[tuple[str, str | bytes]]) -> list[Path]:
+    """Write several files into `out_dir`, all or none: each is first written (`write_atomic`) into a
+    staging directory inside `out_dir`, so a failed write leaves the previous files as they were; then
+    they are moved into place in order (put the index last). Returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".publish-", suffix=".tmp"))
+    try:
+        for name, data in files:
+            write_atomic(staging / name, data)
+        paths = []
+        for name, _ in files:
+            paths.append(out_dir / name)
+            os.replace(staging / name, paths[-1])
+        return paths
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

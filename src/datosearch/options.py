@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .errors import UserValueError
+
 SEED_MAX = 2**32 - 1  # NumPy's (and so Optuna's samplers') seed range
 
 # option (argparse dest) -> (lowest allowed, highest allowed or None, integer?)
@@ -37,7 +39,7 @@ NONEMPTY_LISTS = ("objectives", "branches", "prompts")
 FLAGS = {"sampler_seed": "--seed", "prompts": "--prompt"}
 
 
-class OptionError(ValueError):
+class OptionError(UserValueError):
     """A command-line option outside its allowed range."""
 
 

@@ -106,9 +106,14 @@ def load(path: str | os.PathLike, index: int | None = None) -> Schedule:
     return from_json_obj(data, str(path))
 
 
+def json_text(data: Any) -> str:
+    """The JSON text datosearch writes (indented, newline-terminated)."""
+    return json.dumps(data, indent=2) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write JSON to `path` atomically (`datosearch.atomic.write_atomic`), so readers never see half a file."""
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_atomic(path, json_text(data))
 
 
 def save(schedule: Schedule, path: str | os.PathLike) -> None:

@@ -7,16 +7,14 @@ export are removed.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 
 from ..errors import UserValueError
-from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, write_json_atomic
+from ..atomic import publish_atomic
+from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, json_text
 from .front import FrontEntry, pareto_front
 from .study import stored_config
 
@@ -36,39 +34,30 @@ def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[li
     if not entries:
         raise UserValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
     scores = heldout(entries) if heldout is not None else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".export-", suffix=".tmp"))
-    try:
-        written: list[str] = []
-        index: list[dict[str, Any]] = []
-        for k, entry in enumerate(entries):
-            name = f"schedule_{k}.json"
-            own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
-            meta = dict(model=config.model, height=config.height, width=config.width,
-                        scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
-                        guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
-                        speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
-            if entry.anchor:
-                meta["name"] = entry.anchor
-            schedule = entry.schedule.with_meta(**meta)
-            write_json_atomic(staging / name, schedule.to_dict())
-            written.append(name)
-            index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
-                          "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
-            if scores is not None:
-                index[-1]["heldout"] = scores["front"][k]
-        objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
-        body = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
-                "config": config.to_json(), "entries": index}
+    files: list[tuple[str, str]] = []
+    index: list[dict[str, Any]] = []
+    for k, entry in enumerate(entries):
+        name = f"schedule_{k}.json"
+        own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
+        meta = dict(model=config.model, height=config.height, width=config.width,
+                    scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
+                    guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
+                    speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
+        if entry.anchor:
+            meta["name"] = entry.anchor
+        schedule = entry.schedule.with_meta(**meta)
+        files.append((name, json_text(schedule.to_dict())))
+        index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
+                      "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
         if scores is not None:
-            body["heldout"] = {k: v for k, v in scores.items() if k != "front"}
-        write_json_atomic(staging / "index.json", body)
-        for name in written:
-            os.replace(staging / name, out_dir / name)
-        path = out_dir / "index.json"
-        os.replace(staging / "index.json", path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            index[-1]["heldout"] = scores["front"][k]
+    objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
+    body = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
+            "config": config.to_json(), "entries": index}
+    if scores is not None:
+        body["heldout"] = {k: v for k, v in scores.items() if k != "front"}
+    path = publish_atomic(out_dir, [*files, ("index.json", json_text(body))])[-1]
+    written = [name for name, _ in files]
     for stale in out_dir.glob("schedule_*.json"):
         if stale.name not in written:
             stale.unlink()

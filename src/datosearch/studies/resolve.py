@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserValueError
 from ..objectives import device_name
 from ..search.evaluator import accepts_size
 from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline, set_scheduler
@@ -62,7 +63,7 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
     resolution = opts.get("resolution")
     if resolution is not None and not accepts_size(pipe) and resolution != default_resolution(pipe):
         size = default_resolution(pipe)
-        raise ValueError(f"model {model!r} generates {size}x{size} images only; --resolution {resolution} cannot be "
+        raise UserValueError(f"model {model!r} generates {size}x{size} images only; --resolution {resolution} cannot be "
                          f"used (omit it or pass {size})")
     height = resolution if resolution is not None else (base.height if base else default_resolution(pipe))
     width = resolution if resolution is not None else (base.width if base else default_resolution(pipe))
