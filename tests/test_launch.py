@@ -65,3 +65,14 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
     for entry in index["entries"]:
         row = entry["heldout"]
         assert row["psnr_converged"] > 0 and row["speedup_vs_fullcompute"] > 0 and isinstance(row["beats"], list)
+
+
+def test_report_shows_the_cost_model_and_forecast_calls(default_study, tmp_path):
+    from datosearch.studies.report import cost_model_table, write_report
+
+    study, _, _ = default_study
+    table = cost_model_table(study)
+    assert "Latency cost model" in table and "R² " in table and "full" in table
+    page = write_report(study, tmp_path / "r.html").read_text()
+    assert table in page
+    assert cost_model_table(optuna.create_study()) == ""  # a study without one shows nothing

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from optuna.study import StudyDirection
 
 from ..atomic import write_atomic
-from ..search.attrs import ANCHOR_ATTR
+from ..search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR
 from ..search.pareto import reference_point
 from ..space.schedule import FULL, REUSE
 from .front import FrontEntry, objective_names, pareto_front
@@ -60,8 +60,7 @@ def plan_figures(entries: list[FrontEntry]) -> list[go.Figure]:
         return []
     rows = [f"#{k} trial {e.trial.number}" + (f" ({e.anchor})" if e.anchor else "") for k, e in enumerate(entries)]
     cache = [[_cache_code(a) for a in e.schedule.cache] for e in entries]
-    hover = [[("full" if a == FULL else "reuse" if a == REUSE else f"shallow b{a}") for a in e.schedule.cache]
-             for e in entries]
+    hover = [[_action_text(a, e.schedule.forecast.get(t)) for t, a in enumerate(e.schedule.cache)] for e in entries]
     plan = go.Figure(go.Heatmap(z=cache, y=rows, x=list(range(len(cache[0]))), text=hover, zmin=0, zmax=2,
                                 hovertemplate="%{y}<br>call %{x}: %{text}<extra></extra>",
                                 colorscale=[[0, "#d73027"], [0.5, "#fee08b"], [1, "#1a9850"]],
@@ -78,6 +77,25 @@ def plan_figures(entries: list[FrontEntry]) -> list[go.Figure]:
     return figs
 
 
+def _action_text(action: object, forecast: object) -> str:
+    text = "full" if action == FULL else "reuse" if action == REUSE else f"shallow b{action}"
+    return text if forecast is None else f"{text}, forecast order {forecast.order} damping {forecast.damping:g}"
+
+
+def cost_model_table(study: optuna.Study) -> str:
+    """The study's latency cost model (if it has one): its fit and coefficients, as an HTML table."""
+    data = study.user_attrs.get(COSTMODEL_ATTR)
+    if data is None:
+        return ""
+    stats = data.get("stats", {})
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v * 1e3:.3f}</td></tr>" for k, v in sorted(data["coefficients"].items()))
+    fit = (f"fit on {len(stats.get('points', []))} timed schedules: R² {stats.get('r2', float('nan')):.4f}, max relative "
+           f"error {stats.get('max_rel_err', float('nan')):.3f}; calibration {stats.get('calibration_s', float('nan')):.0f} s "
+           f"on {html.escape(str(data.get('device', '')))}")
+    return (f"<section><h2>Latency cost model</h2><p>{fit}</p><table><tr><th>feature</th><th>ms</th></tr>{rows}"
+            f"</table></section>")
+
+
 def write_report(study: optuna.Study, path: str | Path) -> Path:
     """Write the report atomically; the HTML embeds plotly.js and makes no network requests."""
     names = objective_names(study)
@@ -89,7 +107,7 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
              for i, fig in enumerate(figures)]
     title = html.escape(f"datosearch report: {study.study_name}")
-    body = "\n".join(f"<section>{p}</section>" for p in parts)
+    body = "\n".join(f"<section>{p}</section>" for p in parts) + cost_model_table(study)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
             f"<h1>{title}</h1><p>{len(study.trials)} trials, {len(entries)} Pareto-optimal schedules.</p>"
             f"{body}</body></html>")
