@@ -1,0 +1,55 @@
+"""Rank agreement of the search's quality proxy with the held-out evaluation of an exported study.
+
+    PYTHONPATH=src python bench/proxy_agreement.py --study demo [--storage URL] [--index exports/demo/index.json]
+
+Takes every schedule the export re-scored on held-out images (the front and the compared anchors; run
+`datosearch export --heldout N` first) and reports Kendall's tau between its search-time objective
+(the FID-proxy on the calibration images) and each held-out measure (PSNR against the converged
+reference and against full compute, FID-proxy against real held-out digits). Writes
+bench/results/proxy-agreement.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import optuna
+import torch
+from torchmetrics.functional.regression import kendall_rank_corrcoef
+
+from datosearch.search.attrs import ANCHOR_ATTR
+from datosearch.studies.storage import default_url
+
+MEASURES = {"psnr_converged": -1, "psnr_fullcompute": -1, "fid_real": 1}  # sign: lower proxy = better
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage")
+    p.add_argument("--index")
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=args.study, storage=args.storage or default_url(args.study))
+    index = json.loads(Path(args.index or f"exports/{args.study}/index.json").read_text())
+    anchors = {t.user_attrs[ANCHOR_ATTR]: t.values[0] for t in study.trials
+               if t.values is not None and t.user_attrs.get(ANCHOR_ATTR)}
+    rows = {e["heldout"]["name"]: (e["values"][study.metric_names[0] if study.metric_names else "fid"], e["heldout"])
+            for e in index["entries"]}
+    rows.update({a["name"]: (anchors[a["name"]], a) for a in index["heldout"]["anchors"] if a["name"] in anchors})
+    proxy = [v for v, _ in rows.values()]
+    out = {"study": args.study, "schedules": len(rows), "heldout_images": index["heldout"]["n_images"], "tau": {}}
+    for measure, sign in MEASURES.items():
+        pairs = [(v, sign * h[measure]) for v, h in rows.values() if h.get(measure) is not None]
+        a, b = (torch.tensor(col, dtype=torch.float64) for col in zip(*pairs))
+        out["tau"][measure] = float(kendall_rank_corrcoef(a, b, variant="b"))
+    print(json.dumps(out, indent=2))
+    results = Path(__file__).parent / "results" / "proxy-agreement.json"
+    results.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
