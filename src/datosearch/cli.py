@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
 
 
 DEFAULT_TRIALS = 80  # COMPLETE trials of a new study
-DEFAULT_HELDOUT = 100  # held-out images for re-scoring the exported front after `run`
+DEFAULT_HELDOUT = 50  # held-out images for re-scoring the exported front after `run` (claims: export --heldout 200)
 
 
 class UsageError(UserValueError):
