@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..dato.caching import skipped_modules
+from ..search.trajectory import class_name
 from ..space.layout import n_branches, transformer_blocks
 from ..space.schedule import FULL, REUSE, PruneConfig, Schedule
 from .errors import ObjectiveError
@@ -33,13 +34,6 @@ CONST, FULL_F, FORECAST_F = "const", "full", "forecast"
 
 class CostModelError(ObjectiveError):
     """A cost model that cannot be fitted or cannot predict a schedule."""
-
-
-def class_name(scheduler: str) -> str:
-    """The diffusers class name of a scheduler given by short name or class name."""
-    from ..search.trajectory import scheduler_class  # lazy: avoids importing the search package here
-
-    return scheduler_class(scheduler).__name__
 
 
 @dataclass

@@ -30,6 +30,11 @@ def scheduler_class(name: str) -> type:
     return cls
 
 
+def class_name(name: str) -> str:
+    """The diffusers class name of a scheduler given by short name or class name."""
+    return scheduler_class(name).__name__
+
+
 def set_scheduler(pipe: Any, scheduler: str | None) -> str:
     """Swap the pipeline's scheduler (a short name or a diffusers class name); returns the class name."""
     if scheduler:

@@ -30,7 +30,7 @@ PLACEMENT = ("traj", "full", "warp", "center")
 
 
 def _violation(trial: FrozenTrial) -> float:
-    return sum(max(0.0, c) for c in (trial.constraints or {}).values()) if hasattr(trial, "constraints") else 0.0
+    return sum(max(0.0, c) for c in trial.constraints.values())
 
 
 def _dominates(a: FrozenTrial, b: FrozenTrial, directions: Sequence[StudyDirection]) -> bool:

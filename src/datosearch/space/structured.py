@@ -172,9 +172,9 @@ def _trajectory_meta(schedule: Schedule) -> tuple[Any, Any]:
 
 
 def _same_scheduler(a: str | None, b: str | None) -> bool:
-    from ..search.trajectory import SCHEDULERS
+    from ..search.trajectory import class_name
 
-    return a is not None and b is not None and SCHEDULERS.get(a.lower(), a) == SCHEDULERS.get(b.lower(), b)
+    return a is not None and b is not None and class_name(a) == class_name(b)
 
 
 def _placement_grid() -> list[tuple[float, float]]:

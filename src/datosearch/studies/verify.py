@@ -20,7 +20,7 @@ from . import heldout as ho
 from .config import StudyConfig
 from .front import FrontEntry, trial_schedule
 
-CHECK_IMAGES = 8  # the converged reference's own 100-vs-200-step check
+CONVERGENCE_CHECK_IMAGES = 8  # the converged reference's own 100-vs-200-step check (fewer than heldout's default)
 TIMING_ROUNDS = 2  # interleaved end-to-end timing rounds (each bracketed by full compute)
 
 
@@ -49,7 +49,7 @@ def heldout_scores(study: optuna.Study, entries: Sequence[FrontEntry], pipe: Any
     """Held-out rows for the front entries (same order) and the compared anchors, with `beats`."""
     anchors = anchor_schedules_of(study)
     prompts, seeds = ho.heldout_prompts(n_images)
-    converged = ho.converged_reference(pipe, prompts, seeds, guidance=config.guidance, check=CHECK_IMAGES,
+    converged = ho.converged_reference(pipe, prompts, seeds, guidance=config.guidance, check=CONVERGENCE_CHECK_IMAGES,
                                        cache_dir=cache_dir, model=config.model)
     schedules = [e.schedule for e in entries] + [s for _, s in anchors]
     names = [e.anchor or f"trial-{e.trial.number}" for e in entries] + [n for n, _ in anchors]
