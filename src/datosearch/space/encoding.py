@@ -103,8 +103,7 @@ def nearest_step(value: float, steps: list[float]) -> float | None:
 class Encoding:
     """Genes ↔ schedules for one cache-plan family; the pruning genes and constraints are shared."""
 
-    name = "base"
-    version = 1
+    name = "base"  # the `EncodingConfig.kind` that selects it
 
     def __init__(self, cfg: EncodingConfig) -> None:
         self.cfg = cfg
@@ -231,8 +230,7 @@ def make_encoding(cfg: "Encoding | EncodingConfig | Mapping[str, Any]") -> Encod
 
     if not isinstance(cfg, EncodingConfig):
         cfg = EncodingConfig(**cfg)
-    kinds: dict[str, type[Encoding]] = {"calls": PerCallEncoding, "intervals": IntervalEncoding,
-                                        "structured": StructuredEncoding}
+    kinds: dict[str, type[Encoding]] = {cls.name: cls for cls in (PerCallEncoding, IntervalEncoding, StructuredEncoding)}
     return kinds[cfg.kind](cfg)
 
 
