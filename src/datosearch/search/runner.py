@@ -113,10 +113,10 @@ def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: Enco
     with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it (liveness)
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         trial = study.ask()
+    with heartbeat(study, trial):  # records the worker first, so a kill from here on is detected
         # An enqueued trial (anchor, first-generation member, retry) has every gene fixed, so Optuna never
         # asks the sampler about it; asking for its relative params lets NSGA-II count it in a generation.
         _ = trial.relative_params
-    with heartbeat(study, trial):
         return _run_asked(study, trial, evaluator, encoding, start)
 
 
