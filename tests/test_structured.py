@@ -97,6 +97,11 @@ def test_initial_population_spreads_over_the_speed_range():
     assert fulls[0] <= 3 and fulls[-1] >= 20 and len(fulls) >= 8
     assert any(m.forecast for m in members) and any(not m.forecast for m in members)
     assert {m.meta.get("steps") for m in members} == {None, 25, 10}
+    # forecasting members: every non-full call a forecast reuse, at about CALLS_PER_FULL calls per full call
+    forecasting = [m for m in members if m.meta.get("scheduler")]
+    assert sorted(m.counts()["full"] for m in forecasting) == [4, 5, 7, 10, 14, 20]
+    for m in forecasting:
+        assert m.counts()["reuse"] == m.counts()["forecast"] == m.n_calls - m.counts()["full"]
 
 
 @settings(max_examples=60, deadline=None)

@@ -91,6 +91,11 @@ def _time_once(run: Callable[[], Any], device: torch.device, clock: str = "wall"
     return now() - t0
 
 
+def steady_clock(device: torch.device | str) -> str:
+    """The clock that resists a shared machine's load: CPU seconds of the process off CUDA, else wall."""
+    return "wall" if torch.device(device).type == "cuda" else "process"
+
+
 def measure_latency(run: Callable[[], Any], device: torch.device | str = "cpu", warmup: int = 1,
                     repeats: int = 3, clock: str = "wall") -> Latency:
     """Call `run` `warmup` times untimed, then `repeats` times timed; return the median and all times.

@@ -22,13 +22,20 @@ from typing import Any, Callable, Mapping
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from .encoding import Encoding, action_of, gene_of, nearest_step
-from .schedule import FULL, Action, Forecast, Schedule
+from .schedule import FULL, REUSE, Action, Forecast, Schedule
 from .placement import full_positions, phase_of
 
 POWER_RANGE = (0.3, 3.0)
 # The first generation: placements and actions spread across the speed range.
 INITIAL_WARPS = ((0.6, 0.0), (1.0, 0.0), (1.6, 0.0), (1.4, 0.3))
-CALLS_PER_FULL = 3.5  # first-generation members on another trajectory: this many of its calls per full call
+# First-generation forecasting members on the other solvers: full-call counts (about √2 apart, the
+# fewer-steps anchors' range), this many of the solver's calls per full call, full calls denser late
+# (warp power < 1), forecasts (order, damping) alternating along the counts, offset per solver. Measured on the embedded model
+# (held-out, bench/results/forecast-grid.md): 2-3 calls per full call and warp 0.7-0.8 do best.
+FORECAST_FULLS = (4, 5, 7, 10, 14, 20)
+CALLS_PER_FULL = 2.8
+FORECAST_WARP = 0.7
+INITIAL_FORECASTS = ((2, 1.0), (1, 0.75))
 
 
 class StructuredEncoding(Encoding):
@@ -138,33 +145,59 @@ class StructuredEncoding(Encoding):
         return StructuredVariation(self, seed)
 
     def initial(self) -> list[dict[str, Any]]:
-        """`INITIAL_SIZE` members spread over the speed range (no random genes): full-call counts from
-        dense to sparse, each count once on the study's own trajectory and, with several trajectories,
-        once on another one long enough for it; placements, actions and forecast orders taken in turn."""
+        """The first generation, spread over the speed range (no random genes).
+
+        On the study's own trajectory: full-call counts from dense to sparse (about √2 apart), with
+        placements, actions and forecast orders taken in turn. With several trajectories, also
+        forecasting members at `FORECAST_FULLS` full calls on each other solver, on the step count
+        nearest `CALLS_PER_FULL` calls per full call: every non-full call a forecast reuse, so the
+        member costs about as much as that solver at that many steps (what a user runs instead).
+        """
         cfg, trajs = self.cfg, self.trajectories
         own_calls = trajs[0]["calls"]
         ks = sorted({max(cfg.min_full, 2, round(own_calls / 2 ** (j / 2))) for j in range(2, 10)}, reverse=True)
-        slots = [(0, k) for k in ks]
-        others = [i for i in range(1, len(trajs)) if trajs[i]["scheduler"] != trajs[0]["scheduler"]] or \
-            list(range(1, len(trajs)))
-        solvers = sorted({trajs[i]["scheduler"] for i in others})
-        for j, k in enumerate(ks if len(trajs) > 1 else []):  # another solver, ~CALLS_PER_FULL calls per full call
-            prefer = solvers[j % len(solvers)]
-            slots.append((min(others, key=lambda i: (abs(trajs[i]["calls"] - CALLS_PER_FULL * k),
-                                                     trajs[i]["scheduler"] != prefer)), k))
         out = []
-        for j, (i, k) in enumerate(slots):
+        for j, k in enumerate(ks):
             warp, center = INITIAL_WARPS[j % len(INITIAL_WARPS)]
-            params: dict[str, Any] = {"full": min(k, trajs[i]["calls"]), "warp": warp, "center": center}
-            if len(trajs) > 1:
-                params["traj"] = self._traj_names()[i]
+            genes: dict[str, Any] = {"full": min(k, own_calls), "warp": warp, "center": center}
             for p in range(cfg.phases):
-                params[f"act{p}"] = cfg.actions[(j + p) % len(cfg.actions)] if j % 2 else cfg.actions[-1]
-                params[f"ord{p}"] = cfg.orders[-1 - (j // 2) % len(cfg.orders)]
-                params[f"damp{p}"] = cfg.damping_steps[-1 - (j // 3) % 2]
-            params.update({f"r:{b}": 0.0 for b in cfg.blocks})
-            out.append(params)
+                genes[f"act{p}"] = cfg.actions[(j + p) % len(cfg.actions)] if j % 2 else cfg.actions[-1]
+                genes[f"ord{p}"] = cfg.orders[-1 - (j // 2) % len(cfg.orders)]
+                genes[f"damp{p}"] = cfg.damping_steps[-1 - (j // 3) % 2]
+            out.append(self._member(0, genes))
+        if len(trajs) > 1 and REUSE in cfg.actions:
+            out += self._forecasting_members()
         return out
+
+    def _forecasting_members(self) -> list[dict[str, Any]]:
+        """Forecast-reuse members on the other solvers (see `initial`); the forecast settings of
+        `INITIAL_FORECASTS` alternate along the counts, offset per solver, so each count starts with each."""
+        cfg, trajs = self.cfg, self.trajectories
+        own = trajs[0]["scheduler"]
+        solvers = list(dict.fromkeys(t["scheduler"] for t in trajs[1:] if t["scheduler"] != own))
+        out = []
+        for s, solver in enumerate(solvers):
+            for m, k in enumerate(FORECAST_FULLS):
+                order, damping = INITIAL_FORECASTS[(m + s) % len(INITIAL_FORECASTS)]
+                order = max(o for o in cfg.orders if o <= order)
+                damping = min(cfg.damping_steps, key=lambda d: abs(d - damping))
+                i = min((i for i, t in enumerate(trajs) if t["scheduler"] == solver and t["calls"] > k),
+                        key=lambda i: abs(trajs[i]["calls"] - CALLS_PER_FULL * k), default=None)
+                if i is None or k >= trajs[0]["calls"] / 2:
+                    continue
+                genes: dict[str, Any] = {"full": k, "warp": FORECAST_WARP, "center": 0.0}
+                for p in range(cfg.phases):
+                    genes.update({f"act{p}": REUSE, f"ord{p}": order, f"damp{p}": damping})
+                out.append(self._member(i, genes))
+        return out
+
+    def _member(self, traj: int, genes: dict[str, Any]) -> dict[str, Any]:
+        """A first-generation genome: `genes` on trajectory `traj`, no pruning."""
+        params = dict(genes)
+        if len(self.trajectories) > 1:
+            params["traj"] = self._traj_names()[traj]
+        params.update({f"r:{b}": 0.0 for b in self.cfg.blocks})
+        return params
 
 
 def _trajectory_meta(schedule: Schedule) -> tuple[Any, Any]:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-import torch
 
-from ..objectives import measure_latency
+from ..objectives import measure_latency, steady_clock
 from ..objectives.costmodel import CostModel, calibrate
 from ..search.attrs import COSTMODEL_ATTR
 from ..search.evaluator import Evaluator
@@ -34,7 +33,7 @@ def cost_model_for(study: optuna.Study, evaluator: Evaluator, pipe: Any, config:
     if stored is not None:
         return CostModel.from_dict(stored)
     device = pipe.device
-    clock = "wall" if torch.device(device).type == "cuda" else "process"  # CPU seconds resist shared-core load
+    clock = steady_clock(device)
 
     def time_once(schedule: Any) -> float:
         return evaluator.measured_latency(schedule, lambda run: measure_latency(run, device, 0, 1, clock=clock).median_s)

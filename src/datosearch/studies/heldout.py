@@ -9,7 +9,9 @@ Every number names the reference it is measured against:
 - ``fid_real``: FID-proxy (embedded-digits features) against the real held-out digits;
 - ``speedup_vs_fullcompute``: end-to-end time of the study's full compute over the schedule's, timed
   interleaved in this process (round-robin over all schedules; median over `repeats` rounds of the
-  ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread).
+  ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread), on the
+  steady clock (`objectives.steady_clock`: process CPU seconds off CUDA, so other load on a shared
+  machine does not leak into the ratios; ``timing_clock`` names it).
 
 `score_heldout(pipe, schedules)` -> one dict per schedule; `dominates(a, b)` compares two of them.
 """
@@ -183,7 +185,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
         full = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, calib.steps))
 
         def one_run(run: Callable[[], Any]) -> float:
-            return obj.measure_latency(run, device, warmup=0, repeats=1).median_s
+            return obj.measure_latency(run, device, warmup=0, repeats=1, clock=obj.steady_clock(device)).median_s
 
         ev = Evaluator(pipe, calib, [], reference=full, fid=lambda _: math.nan, measure_latency=one_run,
                        device_name=hardware, latency_images=latency_images)
@@ -251,7 +253,8 @@ def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | N
         row.update(unet_calls=calls[i]["unet"], unet_computed=calls[i]["computed"], **sched_counts,
                    latency_s=statistics.median(times[i]), latency_images=ev.latency_images,
                    fullcompute_latency_s=statistics.median(bracket), speedup_vs_fullcompute=statistics.median(ratios),
-                   speedup_range=[min(ratios), max(ratios)], timing_rounds=rounds)
+                   speedup_range=[min(ratios), max(ratios)], timing_rounds=rounds,
+                   timing_clock=obj.steady_clock(pipe.device))
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from .config import StudyConfig
 from .front import FrontEntry, trial_schedule
 
 CONVERGENCE_CHECK_IMAGES = 8  # the converged reference's own 100-vs-200-step check (fewer than heldout's default)
-TIMING_ROUNDS = 2  # interleaved end-to-end timing rounds (each bracketed by full compute)
+TIMING_ROUNDS = 5  # interleaved end-to-end timing rounds (each bracketed by full compute)
 
 
 def compared_anchor(name: str, schedule: Schedule) -> bool:
