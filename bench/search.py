@@ -32,7 +32,9 @@ from datosearch.search.evaluator import Evaluation
 from datosearch.search.pareto import as_minimised, feasible_complete, hypervolume, reference_point
 from datosearch.search.runner import TrialRecord, run_until
 from datosearch.space.schedule import Schedule
+from datosearch.studies.front import pareto_front
 from datosearch.studies.launch import open_run
+from datosearch.studies.verify import anchor_schedules_of, score_against_anchors
 
 
 class Memo:
@@ -64,6 +66,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--population", type=int, default=8)
     p.add_argument("--latency-repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    p.add_argument("--heldout", type=int, default=100, help="held-out images to re-score the fronts on (0: skip)")
+    p.add_argument("--heldout-seed", type=int, default=0, help="the sampler seed whose fronts are re-scored")
     p.add_argument("--out", default=None, help="results JSON (default bench/results/search-<model>.json)")
     return p.parse_args()
 
@@ -76,6 +80,24 @@ def hv_history(study: optuna.Study, ref: tuple[float, ...], every: int) -> list[
         pts = [as_minimised(t.values, study.directions) for t in feasible_complete(trials[:k])]
         out.append(hypervolume(pts, ref))
     return out
+
+
+def heldout_fronts(runs: dict[tuple[str, int], Any], seed: int, pipe: Any, config: Any, n_images: int) -> dict[str, Any]:
+    """Each variant's front (sampler seed `seed`) and the compared anchors, scored on held-out images in
+    one run; per variant, the anchors some schedule of its front beats there."""
+    fronts = {variant: pareto_front(study) for (variant, s), (study, _, _) in runs.items() if s == seed}
+    named: dict[str, tuple[str, Schedule]] = {}
+    for variant, entries in fronts.items():
+        for e in entries:
+            named.setdefault(e.schedule.key(), (e.anchor or f"{variant}/trial-{e.trial.number}", e.schedule))
+    study = next(study for (_, s), (study, _, _) in runs.items() if s == seed)
+    scored = score_against_anchors(list(named.values()), anchor_schedules_of(study), pipe, config, n_images,
+                                   log=lambda m: print(f"  held-out: {m}", file=sys.stderr))
+    by_key = dict(zip(named, scored["front"]))
+    scored["variants"] = {variant: {"front": [by_key[e.schedule.key()]["name"] for e in entries],
+                                    "beats": sorted({a for e in entries for a in by_key[e.schedule.key()]["beats"]})}
+                          for variant, entries in fronts.items()}
+    return scored
 
 
 def main() -> int:
@@ -130,10 +152,14 @@ def main() -> int:
     for row in rows:
         print(f"{row['sampler']:>8} {row['seed']:>4} {row['mean_trial_s']:8.2f} {row['overhead_share_total']:9.2%} "
               f"{row['overhead_s_median']:10.3f} {row['pareto_size']:6d} {row['dedup_trials']:5d}")
+    heldout = heldout_fronts(runs, args.heldout_seed, pipe, config, args.heldout) if args.heldout else None
+    if heldout is not None:
+        for variant, v in heldout["variants"].items():
+            print(f"{variant} (seed {args.heldout_seed}) front beats on held-out: {', '.join(v['beats']) or '-'}")
     out = Path(args.out or Path(__file__).parent / "results" / f"search-{config.model}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": config.to_json(), "trials": args.trials, "every": args.every,
-                               "reference_point": ref, "runs": rows}, indent=2) + "\n")
+                               "reference_point": ref, "runs": rows, "heldout": heldout}, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
 
