@@ -61,6 +61,7 @@ def build_export(study: optuna.Study, entries: Sequence[FrontEntry], scores: dic
         paired = {k[len(PAIRED_PREFIX):]: v for k, v in entry.trial.user_attrs.items() if k.startswith(PAIRED_PREFIX)}
         rows.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
                      "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts(), "paired": paired,
+                     "trajectory": {"scheduler": schedule.meta["scheduler"], "steps": schedule.meta["steps"]},
                      "pruning": pruning_summary(schedule)})
         if scores is not None and scores["front"][k] is not None:
             rows[-1]["heldout"] = scores["front"][k]
