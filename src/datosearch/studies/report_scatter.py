@@ -170,7 +170,7 @@ def quality_figure(study: optuna.Study, config: StudyConfig, metric: Metric, met
                 continue
             x, how = estimate(schedule)
             reason = html.escape(str(trial.user_attrs.get(FAIL_ATTR, "no reason recorded")))
-            failed.append((x, 0.0, _hover(trial, schedule, (), latency_how, f"<b>failed</b>: {reason}<br>speedup "
+            failed.append((x, len(failed) % 4, _hover(trial, schedule, (), latency_how, f"<b>failed</b>: {reason}<br>speedup "
                                           f"{x:.2f}x estimated from its plan ({how})")))
             continue
         x, y = trial.user_attrs.get(SPEEDUP_ATTR), metric.value(trial) if trial.state == TrialState.COMPLETE else None
@@ -224,7 +224,7 @@ def quality_figure(study: optuna.Study, config: StudyConfig, metric: Metric, met
     fig.update_xaxes(type=_axis_type(xs))
     fig.update_yaxes(title_text=metric.label, type=_axis_type(ys), row=1 if failed else None, col=1 if failed else None)
     if failed:
-        fig.update_yaxes(showticklabels=False, title_text="failed", row=2, col=1)
+        fig.update_yaxes(showticklabels=False, showgrid=False, title_text="failed", range=[-0.7, 3.7], row=2, col=1)
         fig.update_xaxes(title_text="speedup against full compute (x, higher is better)", row=2, col=1)
     else:
         fig.update_xaxes(title_text="speedup against full compute (x, higher is better)")

@@ -49,9 +49,11 @@ def front_table(index: dict[str, Any], latency_how: str) -> str:
     paired_psnr = "psnr" not in quality and any("psnr" in e.get("paired", {}) for e in index["entries"])
     header = ["file", "speedup (search)"] + [f"{QUALITY.get(n, n).split(' (')[0]} (search)" for n in quality]
     header += [f"PSNR vs {reference} (search, dB)"] if paired_psnr else []
+    held = index.get("heldout")
     header += ["speedup (held-out)", "FID-proxy vs real digits (held-out)", "PSNR vs converged (held-out, dB)",
-               "PSNR vs full compute (held-out, dB)", "calls full / shallow / reuse / forecast", "trajectory",
-               "token pruning", "beats on held-out images"]
+               "PSNR vs full compute (held-out, dB)"] if held else []
+    header += ["calls full / shallow / reuse / forecast", "trajectory", "token pruning"]
+    header += ["beats on held-out images"] if held else []
     rows = []
     for e in sorted(index["entries"], key=lambda e: -(e["speedup"] or 0.0)):
         h = e.get("heldout") or {}
@@ -68,11 +70,11 @@ def front_table(index: dict[str, Any], latency_how: str) -> str:
         row += [_num(e.get("paired", {}).get("psnr"), ".2f")] if paired_psnr else []
         trajectory = f"{_esc(e['trajectory']['scheduler'])}, {e['trajectory']['steps']} steps"
         row += [held_speed, _num(h.get("fid_real"), ".3g"), _num(h.get("psnr_converged"), ".2f"),
-                _num(h.get("psnr_fullcompute"), ".2f"), f"{c['full']} / {c['shallow']} / {c['reuse']} / {c.get('forecast', 0)}",
-                trajectory, _pruning(e.get("pruning")),
-                ", ".join(_esc(b) for b in h.get("beats", [])) or ("none" if h else "—")]
+                _num(h.get("psnr_fullcompute"), ".2f")] if held else []
+        row += [f"{c['full']} / {c['shallow']} / {c['reuse']} / {c.get('forecast', 0)}", trajectory,
+                _pruning(e.get("pruning"))]
+        row += [", ".join(_esc(b) for b in h.get("beats", [])) or ("none" if h else "—")] if held else []
         rows.append(row)
-    held = index.get("heldout")
     if held:
         ref = held.get("reference", {})
         note = (f"Held-out: {held['n_images']} images (seeds {held['seed0']}+), never seen by the search; PSNR against the "
