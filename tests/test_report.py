@@ -101,7 +101,7 @@ def test_the_table_and_the_index_come_from_one_builder(tiny):
 def test_axes_are_speedup_and_quality_with_seconds_in_the_hover(tiny):
     study, _, _, _ = tiny
     figs = quality_figures(study, stored_config(study), {e.trial.number for e in pareto_front(study)})
-    assert [f.layout.yaxis.title.text.split(" (")[0] for f in figs] == ["FID-proxy", "PSNR vs full compute on the search images"]
+    assert [f.layout.yaxis.title.text.split(" (")[0] for f in figs] == ["FID-proxy", "PSNR vs full compute, search images"]
     for fig in figs:
         assert "speedup against full compute" in (fig.layout.xaxis.title.text or fig.layout.xaxis2.title.text)
         hovers = " ".join(t for trace in fig.data for t in (trace.text or ()))

@@ -25,7 +25,7 @@ from .export import build_export, stored_heldout
 from .front import FrontEntry, pareto_front, trial_schedule
 from .report_pictures import DEFAULT_PICTURES, make_pictures, pictures_html
 from .report_plans import hypervolume_figure, plan_figures
-from .report_scatter import family, quality_figures
+from .report_scatter import LEGEND_NOTE, family, quality_figures
 from .report_tables import cost_model_table, failure_reasons, front_table, study_box  # noqa: F401 (re-exported)
 from .study import stored_config
 
@@ -87,6 +87,7 @@ def render_report(study: optuna.Study, *, pipe: Any = None, pictures: int = DEFA
         latency_how = "predicted by the cost model" if config.latency_mode == "model" else "measured"
         parts.append(front_table(build_export(study, entries, scores).index, latency_how))
     figures = quality_figures(study, config, {e.trial.number for e in entries}) if len(study.trials) else []
+    parts += [f"<p>{LEGEND_NOTE}</p>"] if figures else []
     parts += [_figure_html(fig, i == 0) for i, fig in enumerate(figures)]
     if entries and pictures > 0:
         if pipe is None:

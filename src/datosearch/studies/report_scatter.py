@@ -60,7 +60,7 @@ def quality_metrics(study: optuna.Study, config: StudyConfig) -> list[Metric]:
             out.append(Metric(name, label, lambda t, i=i: t.values[i] if t.values else None))
     psnr = f"{PAIRED_PREFIX}psnr"
     if "psnr" not in config.objectives and any(psnr in t.user_attrs for t in study.get_trials(deepcopy=False)):
-        out.append(Metric("psnr", f"PSNR vs {REFERENCE.get(config.reference, config.reference)} on the search images "
+        out.append(Metric("psnr", f"PSNR vs {REFERENCE.get(config.reference, config.reference)}, search images "
                                   "(dB, higher is better)", lambda t: t.user_attrs.get(psnr)))
     return out
 
@@ -228,9 +228,14 @@ def quality_figure(study: optuna.Study, config: StudyConfig, metric: Metric, met
         fig.update_xaxes(title_text="speedup against full compute (x, higher is better)", row=2, col=1)
     else:
         fig.update_xaxes(title_text="speedup against full compute (x, higher is better)")
-    fig.update_layout(title=f"{metric.short} against speedup — every trial (hover for details; open marker: constraint "
-                            f"broken; red ring: exported)", height=560, legend={"itemsizing": "constant"})
+    fig.update_layout(title=f"{metric.short} against speedup, every trial", height=560, legend={"itemsizing": "constant"})
     return fig
+
+
+LEGEND_NOTE = ("Each point is a trial; hover it for its numbers (seconds, calls, trajectory, why it broke a constraint or "
+               "failed). Anchors are named in the legend and the hover; a red ring marks an exported anchor, an open "
+               "marker an anchor that broke a constraint; failed trials sit in the strip below at the speedup their "
+               "plan predicts.")
 
 
 def quality_figures(study: optuna.Study, config: StudyConfig, front: set[int]) -> list[go.Figure]:

@@ -73,7 +73,7 @@ def front_table(index: dict[str, Any], latency_how: str) -> str:
                 _num(h.get("psnr_fullcompute"), ".2f")] if held else []
         row += [f"{c['full']} / {c['shallow']} / {c['reuse']} / {c.get('forecast', 0)}", trajectory,
                 _pruning(e.get("pruning"))]
-        row += [", ".join(_esc(b) for b in h.get("beats", [])) or ("none" if h else "—")] if held else []
+        row += [f"<small>{', '.join(_esc(b) for b in h.get('beats', [])) or ('none' if h else '—')}</small>"] if held else []
         rows.append(row)
     if held:
         ref = held.get("reference", {})
