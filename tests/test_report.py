@@ -243,3 +243,16 @@ def test_report_without_pictures_loads_no_model(tmp_path, monkeypatch):
     page = render_report(study, pictures=0)
     assert "<section id='front'>" in page and "<section id='pictures'>" not in page
     assert "Not re-scored on held-out images" in page
+
+
+def test_run_writes_the_export_then_the_report_with_its_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with one_thread():
+        assert cli.main(["run", "--study", "o", "--trials", "4", "--heldout", "0", *TINY_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "exported exports/o/index.json" in out and "report   reports/o.html" in out
+    page = (tmp_path / "reports" / "o.html").read_text()
+    index = json.loads((tmp_path / "exports" / "o" / "index.json").read_text())
+    assert [r[0][0] for r in _cells(page, "front")] == [e["file"] for e in sorted(
+        index["entries"], key=lambda e: -e["speedup"])]
+    assert f"{DEFAULT_PICTURES} pictured" in page
