@@ -37,7 +37,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str) -> st
 def _pruning(summary: dict[str, Any] | None) -> str:
     if not summary:
         return "none"
-    return (f"{summary['blocks']} block{'s' if summary['blocks'] > 1 else ''}, ratio {summary['ratio_mean']:.2f} mean / {summary['ratio_max']:.2f} max, "
+    blocks = f"{summary['blocks']} block{'s' if summary['blocks'] > 1 else ''}"
+    return (f"{blocks}, ratio {summary['ratio_mean']:.2f} mean / {summary['ratio_max']:.2f} max, "
             f"{_esc(summary['selection'])}" + (", per-call scale" if summary.get("per_call") else ""))
 
 
