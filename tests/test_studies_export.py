@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from datosearch import atomic as atomic_module, cli
+from datosearch.errors import UserValueError
 from datosearch.search.evaluator import images_digest
 from datosearch.space.io import json_schema
 from datosearch.space.schedule import Schedule
@@ -133,7 +134,7 @@ def test_failed_report_write_leaves_no_temporary_file(study_url, tmp_path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(UserValueError, match="cannot write the report .*No space left"):  # one sentence, exit 2
         write_report(study, path)
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"] and path.read_bytes() == before
 

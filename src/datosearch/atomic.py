@@ -32,6 +32,18 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, mode: int = 0o64
     return path
 
 
+def probe_writable(path: str | os.PathLike) -> None:
+    """Raise the `OSError` that writing `path` would meet (parent not a directory, no permission, `path` a
+    directory), before any work is done; creates parent directories and leaves no file behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def publish_atomic(out_dir: str | os.PathLike, files: list[tuple[str, str | bytes]]) -> list[Path]:
     """Write several files into `out_dir`, all or none: each is first written (`write_atomic`) into a
     staging directory inside `out_dir`, so a failed write leaves the previous files as they were; then

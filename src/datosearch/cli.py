@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
 
 
 DEFAULT_TRIALS = 80  # COMPLETE trials of a new study
+DEFAULT_PICTURES = 4  # held-out seeds pictured per schedule in the report (studies.report_pictures.DEFAULT_PICTURES)
 DEFAULT_HELDOUT = 50  # held-out images for re-scoring the exported front after `run` (claims: export --heldout 200)
 
 
@@ -192,12 +193,12 @@ def _heldout(study: Any, url: str, pipe: Any, n_images: int) -> Any:
 
 
 def _outputs(study: Any, name: str, url: str, pipe: Any = None, heldout: int = 0) -> None:
-    from .studies import export_front, format_table, pareto_front, write_report
+    from .studies import export_front, format_table, pareto_front
 
     print(format_table(study, pareto_front(study)))
     index = export_front(study, Path("exports") / name, _heldout(study, url, pipe, heldout))
-    report = write_report(study, Path("reports") / f"{name}.html")
-    print(f"exported {index}\nreport   {report}")
+    print(f"exported {index}")
+    print(_write_report(study, Path("reports") / f"{name}.html", url, pipe, export_dir=index.parent))
 
 
 @command("run", "create or continue a study and search schedules", _run_args)
@@ -243,13 +244,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _report_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
     p.add_argument("--out", help="HTML file (default reports/STUDY.html)")
+    p.add_argument("--pictures", type=int, default=DEFAULT_PICTURES,
+                   help=f"held-out seeds pictured under each exported schedule and anchor (default {DEFAULT_PICTURES}; "
+                        "0: no pictures, no model loaded)")
+    p.add_argument("--export", help="export directory whose held-out rows the front table shows (default exports/STUDY)")
+
+
+def _write_report(study: Any, out: Path, url: str, pipe: Any = None, pictures: int = DEFAULT_PICTURES,
+                  export_dir: Path | None = None) -> str:
+    """Write the report; one line: its path, and why it shows no front when it has none."""
+    from .studies import pareto_front
+    from .studies.report import status_line, write_report
+
+    if pictures and pipe is None and pareto_front(study):
+        _set_threads(argparse.Namespace())
+    path = write_report(study, out, pipe=pipe, pictures=pictures, export_dir=export_dir, storage=url)
+    status = status_line(study, pareto_front(study))
+    return f"report   {path}" + (f" ({status})" if status else "")
 
 
 @command("report", "write a self-contained HTML report (offline plotly)", _report_args)
 def cmd_report(args: argparse.Namespace) -> int:
-    from .studies import open_study, write_report
+    from .studies import open_study
 
-    print(write_report(open_study(_url(args), args.study), args.out or Path("reports") / f"{args.study}.html"))
+    study = open_study(_url(args), args.study)
+    print(_write_report(study, Path(args.out or Path("reports") / f"{args.study}.html"), _url(args),
+                        pictures=args.pictures, export_dir=Path(args.export or Path("exports") / args.study)))
     return 0
 
 

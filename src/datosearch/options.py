@@ -33,6 +33,7 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "index": (0, None, True),
     "guidance": (0.0, None, False),
     "heldout": (0, None, True),
+    "pictures": (0, None, True),
 }
 POSITIVE_FLOATS = ("stale_after",)  # strictly > 0
 NONEMPTY_LISTS = ("objectives", "branches", "prompts")

@@ -1,22 +1,76 @@
 """Export the Pareto front: `DIR/index.json` (objectives + file names) and one `schedule_K.json` per schedule.
 
-The files are staged in a temporary directory and renamed into place, the index last; a failed
-write leaves the previous export intact, and `schedule_K.json` files left from an earlier, larger
-export are removed.
+`build_export` is the one place the index's rows are made: `export_front` writes them and the
+report's front table shows them, so the two cannot disagree. The files are staged in a temporary
+directory and renamed into place, the index last; a failed write leaves the previous export intact,
+and `schedule_K.json` files left from an earlier, larger export are removed.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 
 from ..errors import UserValueError
 from ..atomic import publish_atomic
+from ..search.attrs import PAIRED_PREFIX
 from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, json_text
+from ..space.schedule import Schedule
 from .front import FrontEntry, pareto_front
 from .study import stored_config
+
+
+@dataclass
+class Export:
+    """The files of an export, `(name, JSON text)`, and the index (the last file) as a dict."""
+
+    files: list[tuple[str, str]]
+    index: dict[str, Any]
+
+
+def pruning_summary(schedule: Schedule) -> dict[str, Any] | None:
+    """How many blocks prune, their mean and largest ratio, and the base-token selection (None: no pruning)."""
+    ratios = [r for r in schedule.prune.ratios.values() if r > 0]
+    if not ratios:
+        return None
+    return {"blocks": len(ratios), "ratio_mean": sum(ratios) / len(ratios), "ratio_max": max(ratios),
+            "selection": schedule.prune.base_selection, "per_call": schedule.prune.call_scale is not None}
+
+
+def build_export(study: optuna.Study, entries: Sequence[FrontEntry], scores: dict[str, Any] | None = None) -> Export:
+    """The schedule files and the index of `entries` (the study's front); `scores` are held-out rows
+    (`studies.verify.heldout_scores`: `front` in the entries' order, None where an entry has none)."""
+    config = stored_config(study)
+    files: list[tuple[str, str]] = []
+    rows: list[dict[str, Any]] = []
+    for k, entry in enumerate(entries):
+        name = f"schedule_{k}.json"
+        own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
+        meta = dict(model=config.model, height=config.height, width=config.width,
+                    scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
+                    guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
+                    speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
+        if entry.anchor:
+            meta["name"] = entry.anchor
+        schedule = entry.schedule.with_meta(**meta)
+        files.append((name, json_text(schedule.to_dict())))
+        paired = {k[len(PAIRED_PREFIX):]: v for k, v in entry.trial.user_attrs.items() if k.startswith(PAIRED_PREFIX)}
+        rows.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
+                     "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts(), "paired": paired,
+                     "trajectory": {"scheduler": schedule.meta["scheduler"], "steps": schedule.meta["steps"]},
+                     "pruning": pruning_summary(schedule)})
+        if scores is not None and scores["front"][k] is not None:
+            rows[-1]["heldout"] = scores["front"][k]
+    objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
+    index = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
+             "config": config.to_json(), "entries": rows}
+    if scores is not None:
+        index["heldout"] = {k: v for k, v in scores.items() if k != "front"}
+    return Export(files, index)
 
 
 def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[list[FrontEntry]], dict] | None = None) -> Path:
@@ -29,36 +83,27 @@ def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[li
     its rows go beside the search values in each entry (`heldout`) and in the index.
     """
     out_dir = Path(out_dir)
-    config = stored_config(study)
     entries = pareto_front(study)
     if not entries:
         raise UserValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
-    scores = heldout(entries) if heldout is not None else None
-    files: list[tuple[str, str]] = []
-    index: list[dict[str, Any]] = []
-    for k, entry in enumerate(entries):
-        name = f"schedule_{k}.json"
-        own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
-        meta = dict(model=config.model, height=config.height, width=config.width,
-                    scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
-                    guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
-                    speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
-        if entry.anchor:
-            meta["name"] = entry.anchor
-        schedule = entry.schedule.with_meta(**meta)
-        files.append((name, json_text(schedule.to_dict())))
-        index.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
-                      "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts()})
-        if scores is not None:
-            index[-1]["heldout"] = scores["front"][k]
-    objectives = [{"name": n, "direction": d.name.lower()} for n, d in zip(config.objectives, study.directions)]
-    body = {"format": INDEX_FORMAT, "study": study.study_name, "objectives": objectives,
-            "config": config.to_json(), "entries": index}
-    if scores is not None:
-        body["heldout"] = {k: v for k, v in scores.items() if k != "front"}
-    path = publish_atomic(out_dir, [*files, ("index.json", json_text(body))])[-1]
-    written = [name for name, _ in files]
+    export = build_export(study, entries, heldout(entries) if heldout is not None else None)
+    path = publish_atomic(out_dir, [*export.files, ("index.json", json_text(export.index))])[-1]
+    written = [name for name, _ in export.files]
     for stale in out_dir.glob("schedule_*.json"):
         if stale.name not in written:
             stale.unlink()
     return path
+
+
+def stored_heldout(index_path: str | Path, study: optuna.Study, entries: Sequence[FrontEntry]) -> dict[str, Any] | None:
+    """The held-out scores of an earlier export of `study` (`index.json`) for `entries`, matched by trial
+    (None where it did not re-score that trial; None overall without a readable, re-scored index of this study)."""
+    try:
+        index = json.loads(Path(index_path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or index.get("study") != study.study_name \
+            or "heldout" not in index:
+        return None
+    by_trial = {e.get("trial"): e["heldout"] for e in index.get("entries", []) if "heldout" in e}
+    return {**index["heldout"], "front": [by_trial.get(e.trial.number) for e in entries]}

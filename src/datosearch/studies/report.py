@@ -1,114 +1,129 @@
-"""A self-contained HTML report (plotly.js inlined, opens offline): Pareto front with the anchors
-labelled, hypervolume history, and heat-maps of the front's cache plans and pruning ratios."""
+"""A self-contained HTML report (plotly.js inlined, images as data URIs, opens offline): what a user
+needs to pick a schedule.
+
+In order: the study in one box (`report_tables.study_box`), the front table (the export index's rows,
+`export.build_export`, with the held-out rows of an earlier export of the study), speedup against
+quality for every trial (`report_scatter`), pictures of each exported schedule and anchor beside full
+compute (`report_pictures`), the hypervolume history and the front's plans (`report_plans`), and
+the latency cost model. A study with no finished trial, or no front, gets a page that says so.
+"""
 
 from __future__ import annotations
 
 import html
-import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
-import plotly.graph_objects as go
-from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
-from ..atomic import write_atomic
-from ..search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR
-from ..search.pareto import reference_point
-from ..space.schedule import FULL, REUSE
-from .front import FrontEntry, objective_names, pareto_front
+from ..atomic import probe_writable, write_atomic
+from ..errors import UserValueError
+from ..search.attrs import ANCHOR_ATTR, SPEEDUP_ATTR
+from ..space.schedule import Schedule
+from .export import build_export, stored_heldout
+from .front import FrontEntry, pareto_front, trial_schedule
+from .report_pictures import DEFAULT_PICTURES, make_pictures, pictures_html
+from .report_plans import hypervolume_figure, plan_figures
+from .report_scatter import LEGEND_NOTE, family, quality_figures
+from .report_tables import cost_model_table, failure_reasons, front_table, study_box  # noqa: F401 (re-exported)
+from .study import stored_config
 
-
-def pareto_figure(study: optuna.Study, names: list[str]) -> go.Figure:
-    """Optuna's Pareto-front plot (first two or three objectives) plus labelled anchor markers."""
-    shown = names[:3] if len(names) <= 3 else names[:2]
-    idx = list(range(len(shown)))
-    fig = optuna.visualization.plot_pareto_front(
-        study, targets=lambda t: [t.values[i] for i in idx], target_names=shown, include_dominated_trials=True)
-    anchors = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.values is not None
-               and t.user_attrs.get(ANCHOR_ATTR)]
-    if anchors:
-        coords = {axis: [t.values[i] for t in anchors] for axis, i in zip("xyz", idx)}
-        style = dict(mode="markers+text", text=[t.user_attrs[ANCHOR_ATTR] for t in anchors], name="anchors",
-                     textposition="top center")
-        if len(shown) == 2:
-            fig.add_trace(go.Scatter(**coords, **style, marker={"symbol": "diamond-open", "size": 13, "color": "black",
-                                                                 "line": {"width": 2}}))
-        else:
-            fig.add_trace(go.Scatter3d(**coords, **style, marker={"symbol": "diamond-open", "size": 6, "color": "black"}))
-    fig.update_layout(title=f"Pareto front of {study.study_name}")
-    return fig
+STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}
+table.front td,table.anchors td{text-align:right}table.front td:first-child,table.front td:last-child{text-align:left}
+table.box th{background:#f4f4f4;width:8em}code{font-size:12px;word-break:break-all}
+table.pictures td{white-space:nowrap}table.pictures img{margin:1px;image-rendering:pixelated}
+table.front code{white-space:nowrap}
+table.pictures tr.full th,table.pictures tr.full td{position:sticky;top:0;background:#fff;z-index:1}
+p.status{font-size:1.2em;padding:.5em;background:#fff3cd;border:1px solid #e0c060}"""
 
 
-def hypervolume_figure(study: optuna.Study) -> go.Figure:
-    """Optuna's hypervolume history, reference point = worst anchor value per objective + 10 %."""
-    ref = reference_point(study.get_trials(deepcopy=False), study.directions)
-    ref_raw = [r if d == StudyDirection.MINIMIZE else -r for r, d in zip(ref, study.directions)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        fig = optuna.visualization.plot_hypervolume_history(study, reference_point=ref_raw)
-    fig.update_layout(title="Hypervolume history (reference: worst anchor values + 10%)")
-    return fig
+def status_line(study: optuna.Study, entries: list[FrontEntry]) -> str | None:
+    """One sentence when the study has no front yet (no finished trial, or every trial failed), else None."""
+    if entries:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        return f"no Pareto front: none of the {len(complete)} completed trials satisfies the study's constraints"
+    if failed:
+        why = "; ".join(f"{n}x {reason}" for reason, n in failure_reasons(study))
+        return f"no Pareto front: all {len(failed)} finished trials failed (commonest reasons: {why})"
+    return f"the study has no finished trial yet ({len(trials)} running or waiting); run or resume it first"
 
 
-def _cache_code(action: object) -> int:
-    return 2 if action == FULL else 0 if action == REUSE else 1
+def anchor_rows(study: optuna.Study, entries: list[FrontEntry]) -> list[tuple[str, str, Schedule]]:
+    """One `(name, note, schedule)` per anchor evaluated by the study (not full compute, not already exported)."""
+    exported = {e.anchor for e in entries}
+    out: dict[str, tuple[str, str, Schedule]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        name = trial.user_attrs.get(ANCHOR_ATTR)
+        if name and name != "full" and name not in exported and name not in out:
+            schedule = trial_schedule(trial)
+            speedup = trial.user_attrs.get(SPEEDUP_ATTR)
+            note = f"anchor ({family(name, schedule)})" + (f", {speedup:.2f}x" if speedup else "")
+            out[name] = (f"anchor {name}", note, schedule)
+    return list(out.values())
 
 
-def plan_figures(entries: list[FrontEntry]) -> list[go.Figure]:
-    """Heat-maps: cache action per call (full / shallow / reuse) and pruning ratio per block, one row per schedule."""
-    if not entries:
-        return []
-    rows = [f"#{k} trial {e.trial.number}" + (f" ({e.anchor})" if e.anchor else "") for k, e in enumerate(entries)]
-    cache = [[_cache_code(a) for a in e.schedule.cache] for e in entries]
-    hover = [[_action_text(a, e.schedule.forecast.get(t)) for t, a in enumerate(e.schedule.cache)] for e in entries]
-    plan = go.Figure(go.Heatmap(z=cache, y=rows, x=list(range(len(cache[0]))), text=hover, zmin=0, zmax=2,
-                                hovertemplate="%{y}<br>call %{x}: %{text}<extra></extra>",
-                                colorscale=[[0, "#d73027"], [0.5, "#fee08b"], [1, "#1a9850"]],
-                                colorbar={"tickvals": [0, 1, 2], "ticktext": ["reuse", "shallow", "full"]}))
-    plan.update_layout(title="Cache plans of the front", xaxis_title="U-Net call", yaxis={"autorange": "reversed"})
-    blocks = sorted({b for e in entries for b in e.schedule.prune.ratios})
-    figs = [plan]
-    if blocks:
-        ratios = [[e.schedule.prune.ratios.get(b, 0.0) for b in blocks] for e in entries]
-        fig = go.Figure(go.Heatmap(z=ratios, y=rows, x=blocks, zmin=0, zmax=0.75, colorscale="Viridis",
-                                   colorbar={"title": "ratio"}))
-        fig.update_layout(title="Token-pruning ratios of the front", yaxis={"autorange": "reversed"})
-        figs.append(fig)
-    return figs
+def _figure_html(fig: Any, first: bool) -> str:
+    return f"<section>{fig.to_html(full_html=False, include_plotlyjs=first, config={'displaylogo': False})}</section>"
 
 
-def _action_text(action: object, forecast: object) -> str:
-    text = "full" if action == FULL else "reuse" if action == REUSE else f"shallow b{action}"
-    return text if forecast is None else f"{text}, forecast order {forecast.order} damping {forecast.damping:g}"
-
-
-def cost_model_table(study: optuna.Study) -> str:
-    """The study's latency cost model (if it has one): its fit and coefficients, as an HTML table."""
-    data = study.user_attrs.get(COSTMODEL_ATTR)
-    if data is None:
-        return ""
-    stats = data.get("stats", {})
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v * 1e3:.3f}</td></tr>" for k, v in sorted(data["coefficients"].items()))
-    fit = (f"fit on {len(stats.get('points', []))} timed schedules: R² {stats.get('r2', float('nan')):.4f}, max relative "
-           f"error {stats.get('max_rel_err', float('nan')):.3f}; calibration {stats.get('calibration_s', float('nan')):.0f} s "
-           f"on {html.escape(str(data.get('device', '')))}")
-    return (f"<section><h2>Latency cost model</h2><p>{fit}</p><table><tr><th>feature</th><th>ms</th></tr>{rows}"
-            f"</table></section>")
-
-
-def write_report(study: optuna.Study, path: str | Path) -> Path:
-    """Write the report atomically; the HTML embeds plotly.js and makes no network requests."""
-    names = objective_names(study)
+def render_report(study: optuna.Study, *, pipe: Any = None, pictures: int = DEFAULT_PICTURES,
+                  export_dir: str | Path | None = None, storage: str | None = None) -> str:
+    """The report page. `pipe` (loaded here when None and `pictures` > 0) generates the pictures;
+    `export_dir` holds an earlier export whose held-out rows the front table shows."""
+    config = stored_config(study)
     entries = pareto_front(study)
-    figures = [pareto_figure(study, names)]
-    if len(study.directions) > 1 and entries:
-        figures.append(hypervolume_figure(study))
-    figures += plan_figures(entries)
-    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
-             for i, fig in enumerate(figures)]
+    status = status_line(study, entries)
+    scores = stored_heldout(Path(export_dir) / "index.json", study, entries) if export_dir and entries else None
+    parts = [study_box(study, config, storage, pictures if entries else 0, scores["n_images"] if scores else None)]
+    if status:
+        parts.insert(0, f"<p class='status'>{html.escape(status[0].upper() + status[1:])}.</p>")
+    else:
+        latency_how = "predicted by the cost model" if config.latency_mode == "model" else "measured"
+        parts.append(front_table(build_export(study, entries, scores).index, latency_how))
+    figures = quality_figures(study, config, {e.trial.number for e in entries}) if len(study.trials) else []
+    parts += [f"<p>{LEGEND_NOTE}</p>"] if figures else []
+    parts += [_figure_html(fig, i == 0) for i, fig in enumerate(figures)]
+    if entries and pictures > 0:
+        if pipe is None:
+            from .build import load_pipeline
+            from .resolve import default_device
+
+            pipe, _ = load_pipeline(config.model, default_device(), config.dtype)
+        order = sorted(range(len(entries)), key=lambda k: -(entries[k].speedup or 0.0))  # as the front table
+        named = [(f"schedule_{k}.json", _entry_note(entries[k]), entries[k].schedule) for k in order]
+        parts.append(pictures_html(make_pictures(pipe, config, named + anchor_rows(study, entries), pictures)))
+    if entries:
+        more = ([hypervolume_figure(study)] if len(study.directions) > 1 else []) + plan_figures(entries)
+        parts += [_figure_html(fig, not figures and i == 0) for i, fig in enumerate(more)]
+    parts.append(cost_model_table(study))
     title = html.escape(f"datosearch report: {study.study_name}")
-    body = "\n".join(f"<section>{p}</section>" for p in parts) + cost_model_table(study)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-            f"<h1>{title}</h1><p>{len(study.trials)} trials, {len(entries)} Pareto-optimal schedules.</p>"
-            f"{body}</body></html>")
-    return write_atomic(path, page)
+    summary = (f"{len(study.trials)} trials, {len(entries)} exported (Pareto-optimal) schedules. Hover a point for "
+               f"its numbers; the table lists each exported schedule's file.")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
+            f"<body><h1>{title}</h1><p>{summary}</p>{''.join(parts)}</body></html>")
+
+
+def _entry_note(e: FrontEntry) -> str:
+    speed = f"{e.speedup:.2f}x" if e.speedup else "speedup not measured"
+    return f"exported, {speed}" + (f", anchor {e.anchor}" if e.anchor else "")
+
+
+def write_report(study: optuna.Study, path: str | Path, **options: Any) -> Path:
+    """Render (`render_report`, same options) and write the report atomically. An output path that cannot
+    be written is a `UserValueError`, raised before any work and leaving no temporary file."""
+    path = Path(path)
+    try:
+        probe_writable(path)
+    except OSError as exc:
+        raise UserValueError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
+    page = render_report(study, **options)
+    try:
+        return write_atomic(path, page)
+    except OSError as exc:
+        raise UserValueError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
