@@ -1,7 +1,7 @@
 """Samplers and encodings at an equal trial budget: hypervolume over seeds, and the framework's overhead.
 
     PYTHONPATH=src python bench/search.py [--model embedded|tiny] [--trials 96] [--seeds 0,1,2]
-        [--variants structured:nsga2,calls:nsga2,structured:random,structured:tpe]
+        [--variants structured:nsga2,calls:nsga2,structured:random,structured:tpe] [--heldout 100]
 
 Every study (variant × seed) is built like `datosearch run` builds one (`studies.launch`), on one
 shared pipeline, evaluator and cost model (same references, same latency predictions), in its own
@@ -9,8 +9,11 @@ SQLite file, anchors and the encoding's first generation enqueued first. A sched
 study is not evaluated again by another (the scores are deterministic given the schedule).
 Hypervolume after every `--every` trials uses one reference point for all studies (the worst anchor
 value per objective over all studies, + 10 %). Overhead = time of a trial outside `evaluate` (ask,
-sampling, dedup lookup, attribute writes, tell), as a share of the trial's time. Prints tables and
-writes `bench/results/search-<model>.json`.
+sampling, dedup lookup, attribute writes, tell), as a share of the trial's time. Then each variant's
+front (sampler seed `--heldout-seed`) and the anchors a user would try instead (full compute, DeepCache
+uniform / non-uniform, UniPC / DPM-Solver++ / the study's scheduler at ≤ 10 steps) are re-scored on
+`--heldout` held-out images in one run (`studies.verify.score_against_anchors`), with the anchors each
+front beats there. Prints tables and writes `bench/results/search-<model>.json`.
 """
 
 from __future__ import annotations
