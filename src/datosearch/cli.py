@@ -272,6 +272,8 @@ def _apply_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, help="default: the schedule's meta.guidance, else 7.5")
     p.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     p.add_argument("--out", default="images", help="output directory for PNG files (default ./images)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a step count or scheduler the schedule was not made for, instead of mapping its plan")
 
 
 @command("apply", "generate images with a schedule", _apply_args)
@@ -279,7 +281,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .studies.apply import generate_with_schedule
 
     for path in generate_with_schedule(args.schedule, args.index, args.prompts, args.seed, args.out, model=args.model,
-                                       steps=args.steps, guidance=args.guidance, device=args.device):
+                                       steps=args.steps, guidance=args.guidance, device=args.device,
+                                       strict=args.strict):
         print(path)
     return 0
 
