@@ -4,6 +4,12 @@ A shallow call with branch `b` (DeepCache's `cache_branch_id`) runs only the mod
 cut at down block `b // stride`, layer `b % stride`; the modules inside the cut return the output
 they produced at their last run. A reuse call runs nothing and returns the last noise prediction.
 
+ControlNet residuals (and T2I-Adapter ones) are added by the U-Net's own forward to the skip
+connections and the mid block output. DeepCache's cut is symmetric: the computed outer up layers
+consume only skip connections of computed outer down layers, so on a shallow call they get this
+call's residuals, and the residuals of the skipped blocks act as they did at the last full call,
+inside the cached deep features. The ControlNet itself still runs on every call (the pipeline calls it).
+
 Forecasting calls predict instead of reusing, but only the tensor that is consumed: on a shallow
 call the output of the last cut module (`consumed_module`), on a reuse call the noise prediction
 (`EPS`). Their histories are fed by full calls only (`forecast.History`).
