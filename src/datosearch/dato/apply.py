@@ -20,10 +20,15 @@ _HANDLE_ATTR = "_datosearch_handle"
 
 
 def _split(target: Any) -> tuple[Any, torch.nn.Module]:
-    unet = getattr(target, "unet", target)
+    """(pipeline or None, U-Net); a `torch.compile`d U-Net is hooked inside, where its compiled code runs."""
+    unet = getattr(target, "_orig_mod", target)
+    pipe = None
+    if not hasattr(unet, "down_blocks"):
+        pipe, unet = target, getattr(target, "unet", None)
+        unet = getattr(unet, "_orig_mod", unet)
     if not isinstance(unet, torch.nn.Module) or not hasattr(unet, "down_blocks"):
         raise TypeError(f"expected a diffusers pipeline with a U-Net or a UNet2DConditionModel, got {type(target).__name__}")
-    return (target if unet is not target else None), unet
+    return pipe, unet
 
 
 def _as_schedule(schedule: Schedule | dict | str | os.PathLike) -> Schedule:
