@@ -108,3 +108,20 @@ def test_sdxl_end_to_end(sdxl):
     assert torch.isfinite(out).all() and not torch.equal(out, full)
     assert (out - full).abs().mean() < full.abs().mean()
     assert torch.equal(_sdxl(sdxl), full)
+
+
+def test_blocks_and_branches_the_unet_lacks_are_refused_naming_them(sdxl, tmp_path, capsys):
+    from datosearch import cli
+    from datosearch.space import io
+    from datosearch.space.schedule import SD15_TOP_BLOCKS
+
+    sd15 = Schedule.constant_ratio(10, SD15_TOP_BLOCKS, 0.4)  # SDXL has no attention at its top level
+    with pytest.raises(datosearch.ScheduleError, match="unknown transformer block 'down_blocks.0.attentions.0"):
+        datosearch.apply(sdxl, sd15)
+    with pytest.raises(datosearch.ScheduleError, match=r"cache\[1\]': branch 6 does not exist in this U-Net"):
+        datosearch.apply(sdxl, Schedule(["full", 6]))  # two levels: branches 0..5
+    assert not hasattr(sdxl.unet, "_diffusers_hook")
+    io.save(Schedule(["full", 9]).with_meta(model="tiny", steps=1), tmp_path / "s.json")  # tiny: branches 0..8
+    assert cli.main(["apply", "--schedule", str(tmp_path / "s.json"), "--prompt", "x", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("datosearch: error: ") and "branch 9 does not exist" in err and err.count("\n") == 1
