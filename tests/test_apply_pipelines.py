@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from apply_helpers import kind, recorded_calls, torch_one_thread  # noqa: F401 - a fixture
+from diffusers import StableDiffusionInpaintPipeline
 
 import datosearch
 from datosearch.models.schedulers import make_scheduler
@@ -27,7 +28,7 @@ def pipes():
 
 
 def _run(pipe, steps: int, strength: float, **kw) -> torch.Tensor:
-    extra = {"mask_image": MASK} if "mask_image" in pipe.check_inputs.__code__.co_varnames else {}
+    extra = {"mask_image": MASK} if isinstance(pipe, StableDiffusionInpaintPipeline) else {}
     return pipe(["a cat"], image=IMAGE, strength=strength, num_inference_steps=steps, guidance_scale=1.0,
                 generator=torch.Generator().manual_seed(0), output_type="latent", **extra, **kw).images
 
