@@ -70,6 +70,21 @@ def test_full_plan_is_bit_identical_and_remove_restores(pipes, variant):
     assert torch.equal(_run(pipe, 10, 0.6), before)
 
 
+def test_another_pipeline_sharing_the_unet_is_refused_until_applied_to(pipes):
+    pipe = pipes["img2img"]
+    sharing = type(pipe)(**pipe.components)  # diffusers' "reuse the components" pattern
+    handle = datosearch.apply(pipe, SOURCE)
+    try:
+        with pytest.raises(datosearch.ScheduleError, match="outside the denoising loop of the "
+                                                           "StableDiffusionImg2ImgPipeline"):
+            _run(sharing, 20, 0.6)
+        assert not handle.context.holds_cache()
+        datosearch.apply(sharing, SOURCE)  # replaces the schedule on the shared U-Net
+        assert torch.equal(_run(sharing, 20, 0.6), _run(sharing, 20, 0.6))
+    finally:
+        datosearch.remove(pipe)
+
+
 def test_a_late_entry_after_a_full_generation_starts_from_empty_caches(pipes):
     pipe = pipes["img2img"]
     handle = datosearch.apply(pipe, SOURCE)

@@ -54,7 +54,8 @@ class DaToHandle:
 
     def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False) -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule
-        self.context = DaToContext(schedule, cfg=self._cfg, strict=strict)
+        self.context = DaToContext(schedule, cfg=self._cfg, strict=strict,
+                                   pipeline=None if pipe is None else type(pipe).__name__)
         self.pruning = PruneLog()  # what pruning really did (counts, skips); see `pruning.attrs()`
         self._registries: list[HookRegistry] = []
         self._bounds: GenerationBounds | None = None

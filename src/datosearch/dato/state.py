@@ -58,10 +58,12 @@ class DaToContext:
     generations follow one another by call count (the schedule's own).
     """
 
-    def __init__(self, schedule: Schedule, cfg: Callable[[], bool] = lambda: False, strict: bool = False) -> None:
+    def __init__(self, schedule: Schedule, cfg: Callable[[], bool] = lambda: False, strict: bool = False,
+                 pipeline: str | None = None) -> None:
         self.schedule = schedule
         self.cfg = cfg
         self.strict = strict
+        self.pipeline = pipeline  # the class of the pipeline applied to (None: a bare U-Net)
         self.trajectory: list[float] | None = None  # the scheduler's timesteps, inside a pipeline generation
         self.manager = StateManager(DaToState)
         self.manager.set_context(_CONTEXT)
@@ -116,6 +118,10 @@ class DaToContext:
         """This generation's plan, fixed at its first U-Net call: a run entering the trajectory late
         (img2img, inpainting) starts where its timestep lies, with a full call."""
         if self.trajectory is None:
+            if self.pipeline is not None:
+                raise ScheduleError(f"the U-Net was called outside the denoising loop of the {self.pipeline} the "
+                                    f"schedule was applied to (another pipeline sharing it?); apply the schedule to "
+                                    f"the pipeline that runs it")
             return self.schedule
         plan = self.plan_for(len(self.trajectory))
         return retime.from_call(plan, entry_call(self.trajectory, timestep))
