@@ -268,7 +268,7 @@ def _apply_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", dest="prompts", action="append", required=True, help="prompt (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; the next ones count up")
     p.add_argument("--model", help="default: the schedule's meta.model, else embedded")
-    p.add_argument("--steps", type=int, help="default: the schedule's meta.steps")
+    p.add_argument("--steps", type=int, help="default: the schedule's meta.steps (other steps map its plan)")
     p.add_argument("--guidance", type=float, help="default: the schedule's meta.guidance, else 7.5")
     p.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     p.add_argument("--out", default="images", help="output directory for PNG files (default ./images)")
