@@ -50,7 +50,7 @@ def _history_sizes(unet: torch.nn.Module, schedule: Schedule) -> dict[str, int]:
 
 
 class DaToHandle:
-    """An applied schedule; `remove()` restores the U-Net (and scheduler) exactly."""
+    """An applied schedule; `remove()` restores the U-Net (and the pipeline) exactly."""
 
     def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False) -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule

@@ -125,7 +125,7 @@ class UNetPlanHook(ModelHook):
             st.plan = ctx.first_call(timestep)
         elif st.call >= len(st.plan.cache):
             raise ScheduleError(f"the pipeline made more U-Net calls than the {len(st.plan.cache)} its scheduler's "
-                                f"timesteps plan for; datosearch cannot follow this pipeline's loop")
+                                f"timesteps leave for this run, so datosearch cannot follow its loop")
         st.action = st.plan.cache[st.call]
         st.forecast = st.plan.forecast.get(st.call)
         st.cfg = ctx.cfg()
