@@ -106,3 +106,18 @@ def test_a_bare_unet_drops_its_cache_after_the_last_call_and_on_an_exception():
             unet(x[:, :2], 800, encoder_hidden_states=ctx)  # a wrong input raises inside the U-Net
         assert not handle.context.holds_cache() and handle.context.state().call == 0
     handle.remove()
+
+
+def test_a_loop_making_more_unet_calls_than_timesteps_is_refused(pipe):
+    def extra_call(p, i, t, kwargs):  # a pipeline that calls the U-Net twice per step
+        p.unet(kwargs["latents"], t, encoder_hidden_states=kwargs["prompt_embeds"])
+        return kwargs
+
+    handle = datosearch.apply(pipe, Schedule.full(STEPS))
+    try:
+        with pytest.raises(datosearch.ScheduleError, match="more U-Net calls than the 8 its scheduler's timesteps"):
+            generate(pipe, steps=STEPS, prompts=("a cat",), guidance_scale=1.0, callback_on_step_end=extra_call,
+                     callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+        assert not handle.context.holds_cache()
+    finally:
+        handle.remove()
