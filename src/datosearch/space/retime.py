@@ -66,7 +66,7 @@ def to_calls(schedule: Schedule, m: int) -> Schedule:
         if s is not None and s in schedule.forecast:
             forecast[j] = schedule.forecast[s]
     scale = schedule.prune.call_scale
-    prune = replace(schedule.prune, call_scale=None if scale is None else
+    prune = replace(schedule.prune, ratios=dict(schedule.prune.ratios), call_scale=None if scale is None else
                     [scale[_source_call(j, m, n)] for j in range(m)])
     return Schedule(cache, prune, dict(schedule.meta), forecast)
 
@@ -78,5 +78,6 @@ def from_call(schedule: Schedule, start: int) -> Schedule:
     cache: list[Action] = [FULL, *schedule.cache[start + 1:]]
     forecast = {c - start: f for c, f in schedule.forecast.items() if c > start}
     scale = schedule.prune.call_scale
-    prune = replace(schedule.prune, call_scale=None if scale is None else list(scale[start:]))
+    prune = replace(schedule.prune, ratios=dict(schedule.prune.ratios),
+                    call_scale=None if scale is None else list(scale[start:]))
     return Schedule(cache, prune, dict(schedule.meta), forecast)
