@@ -125,6 +125,7 @@ def timed(pipe: Any, plan: Schedule, prompts: list[str], steps: int) -> Any:
 
 
 def history_bytes(handle: Any) -> int:
+    """Bytes of forecast history held now (call it during a generation: its end drops the state)."""
     st = handle.context.state()
     return sum(v.numel() * v.element_size() for h in st.history.values() for _, v in h.points)
 
@@ -163,11 +164,16 @@ def main() -> int:
         def run(sched: Schedule) -> Any:
             def go() -> None:
                 handle = datosearch.apply(sd, sched)
+                peak = [0]
+
+                def note(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+                    peak[0] = max(peak[0], history_bytes(handle))
+                    return kwargs
                 with torch.no_grad():
                     sd(["an astronaut"], num_inference_steps=args.sd15_steps, height=args.sd15_size,
                        width=args.sd15_size, guidance_scale=7.5, generator=torch.Generator().manual_seed(0),
-                       output_type="latent")
-                run.bytes = history_bytes(handle)
+                       output_type="latent", callback_on_step_end=note)
+                run.bytes = peak[0]
                 handle.remove()
             return go
         reuse, forecast = run(plan), run(plan.with_forecast(2))

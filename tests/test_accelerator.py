@@ -180,8 +180,8 @@ def test_dato_coco_runs_end_to_end_with_pndm_50_steps(pndm_pipe):
     assert torch.isfinite(out).all()
 
 
-def test_plan_length_must_match_the_scheduler(pndm_pipe):
-    handle = datosearch.apply(pndm_pipe, Schedule.full(50))
+def test_strict_plan_length_must_match_the_scheduler(pndm_pipe):
+    handle = datosearch.apply(pndm_pipe, Schedule.full(50), strict=True)
     try:
         with pytest.raises(ScheduleError, match="plans 50 U-Net calls but PNDMScheduler will make 51"):
             generate(pndm_pipe, steps=50)

@@ -288,10 +288,12 @@ def _apply_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", dest="prompts", action="append", required=True, help="prompt (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image; the next ones count up")
     p.add_argument("--model", help="default: the schedule's meta.model, else embedded")
-    p.add_argument("--steps", type=int, help="default: the schedule's meta.steps")
+    p.add_argument("--steps", type=int, help="default: the schedule's meta.steps (other steps map its plan)")
     p.add_argument("--guidance", type=float, help="default: the schedule's meta.guidance, else 7.5")
     p.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     p.add_argument("--out", default="images", help="output directory for PNG files (default ./images)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a step count or scheduler the schedule was not made for, instead of mapping its plan")
 
 
 @command("apply", "generate images with a schedule", _apply_args)
@@ -299,7 +301,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .studies.apply import generate_with_schedule
 
     for path in generate_with_schedule(args.schedule, args.index, args.prompts, args.seed, args.out, model=args.model,
-                                       steps=args.steps, guidance=args.guidance, device=args.device):
+                                       steps=args.steps, guidance=args.guidance, device=args.device,
+                                       strict=args.strict):
         print(path)
     return 0
 

@@ -9,8 +9,9 @@ import torch
 from diffusers.hooks import HookRegistry
 
 from ..space import io
-from ..space.schedule import REUSE, Schedule, ScheduleError
+from ..space.schedule import REUSE, Schedule
 from .caching import EPS, ModuleCacheHook, UNetPlanHook, consumed_module, skipped_modules
+from .generation import GenerationBounds
 from .pruning import PruneLog, TokenPruneHook, check_prunable
 from .state import DaToContext
 
@@ -19,10 +20,15 @@ _HANDLE_ATTR = "_datosearch_handle"
 
 
 def _split(target: Any) -> tuple[Any, torch.nn.Module]:
-    unet = getattr(target, "unet", target)
+    """(pipeline or None, U-Net); a `torch.compile`d U-Net is hooked inside, where its compiled code runs."""
+    unet = getattr(target, "_orig_mod", target)
+    pipe = None
+    if not hasattr(unet, "down_blocks"):
+        pipe, unet = target, getattr(target, "unet", None)
+        unet = getattr(unet, "_orig_mod", unet)
     if not isinstance(unet, torch.nn.Module) or not hasattr(unet, "down_blocks"):
         raise TypeError(f"expected a diffusers pipeline with a U-Net or a UNet2DConditionModel, got {type(target).__name__}")
-    return (target if unet is not target else None), unet
+    return pipe, unet
 
 
 def _as_schedule(schedule: Schedule | dict | str | os.PathLike) -> Schedule:
@@ -44,14 +50,15 @@ def _history_sizes(unet: torch.nn.Module, schedule: Schedule) -> dict[str, int]:
 
 
 class DaToHandle:
-    """An applied schedule; `remove()` restores the U-Net (and scheduler) exactly."""
+    """An applied schedule; `remove()` restores the U-Net (and the pipeline) exactly."""
 
-    def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule) -> None:
+    def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False) -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule
-        self.context = DaToContext(schedule, cfg=self._cfg)
+        self.context = DaToContext(schedule, cfg=self._cfg, strict=strict,
+                                   pipeline=None if pipe is None else type(pipe).__name__)
         self.pruning = PruneLog()  # what pruning really did (counts, skips); see `pruning.attrs()`
         self._registries: list[HookRegistry] = []
-        self._scheduler: Any = None
+        self._bounds: GenerationBounds | None = None
         self._register()
 
     def _cfg(self) -> bool:
@@ -80,25 +87,8 @@ class DaToHandle:
                 for target in sched.prune.targets:
                     self._hook(unet.get_submodule(f"{block}.{target}"), TokenPruneHook(ctx, block, target, self.pruning),
                                PRUNE_HOOK)
-        if self.pipe is not None and getattr(self.pipe, "scheduler", None) is not None:
-            self._wrap_scheduler(self.pipe.scheduler)
-
-    def _wrap_scheduler(self, scheduler: Any) -> None:
-        """A new generation starts at `set_timesteps`: reset the state and check the call count."""
-        original = scheduler.set_timesteps
-        context, n_calls = self.context, self.schedule.n_calls
-
-        def set_timesteps(*args: Any, **kwargs: Any) -> Any:
-            result = original(*args, **kwargs)
-            if len(scheduler.timesteps) != n_calls:
-                raise ScheduleError(
-                    f"the schedule plans {n_calls} U-Net calls but {type(scheduler).__name__} will make "
-                    f"{len(scheduler.timesteps)}; use a schedule made for this scheduler and step count")
-            context.reset()
-            return result
-
-        scheduler.set_timesteps = set_timesteps
-        self._scheduler = scheduler
+        if self.pipe is not None and hasattr(self.pipe, "progress_bar"):
+            self._bounds = GenerationBounds(self.pipe, ctx)
 
     def reset(self) -> None:
         """Forget the current generation (needed only for a bare U-Net stopped mid-generation)."""
@@ -115,25 +105,28 @@ class DaToHandle:
                 if getattr(module.__dict__.get("forward"), "__func__", None) is type(module).forward:
                     del module.forward  # drop the instance attribute diffusers leaves behind
         self._registries.clear()
-        if self._scheduler is not None:
-            del self._scheduler.set_timesteps
-            self._scheduler = None
+        if self._bounds is not None:
+            self._bounds.remove()
+            self._bounds = None
         self.context.reset()
         if getattr(self.unet, _HANDLE_ATTR, None) is self:
             delattr(self.unet, _HANDLE_ATTR)
 
 
-def apply(target: Any, schedule: Schedule | dict | str | os.PathLike) -> DaToHandle:
+def apply(target: Any, schedule: Schedule | dict | str | os.PathLike, *, strict: bool = False) -> DaToHandle:
     """Accelerate a pipeline (or a bare U-Net) with `schedule` (a Schedule, dict or JSON file path).
 
-    A schedule already applied to the same U-Net is removed first.
+    A pipeline whose scheduler makes another number of U-Net calls than the schedule plans gets the
+    plan mapped by normalized time (one log line; `strict=True` raises `ScheduleError` instead); a
+    run that enters the trajectory late (img2img, inpainting) starts where its first timestep lies,
+    with a full call. A schedule already applied to the same U-Net is removed first.
     """
     pipe, unet = _split(target)
     schedule = _as_schedule(schedule)
     schedule.validate_for(unet)
     check_prunable(unet, schedule)
     remove(unet)
-    handle = DaToHandle(pipe, unet, schedule)
+    handle = DaToHandle(pipe, unet, schedule, strict)
     setattr(unet, _HANDLE_ATTR, handle)
     return handle
 

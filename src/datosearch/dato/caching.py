@@ -4,6 +4,12 @@ A shallow call with branch `b` (DeepCache's `cache_branch_id`) runs only the mod
 cut at down block `b // stride`, layer `b % stride`; the modules inside the cut return the output
 they produced at their last run. A reuse call runs nothing and returns the last noise prediction.
 
+ControlNet residuals (and T2I-Adapter ones) are added by the U-Net's own forward to the skip
+connections and the mid block output. DeepCache's cut is symmetric: the computed outer up layers
+consume only skip connections of computed outer down layers, so on a shallow call they get this
+call's residuals, and the residuals of the skipped blocks act as they did at the last full call,
+inside the cached deep features. The ControlNet itself still runs on every call (the pipeline calls it).
+
 Forecasting calls predict instead of reusing, but only the tensor that is consumed: on a shallow
 call the output of the last cut module (`consumed_module`), on a reuse call the noise prediction
 (`EPS`). Their histories are fed by full calls only (`forecast.History`).
@@ -18,7 +24,7 @@ from diffusers.hooks import ModelHook
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from ..space.layout import branch_stride
-from ..space.schedule import FULL, REUSE
+from ..space.schedule import FULL, REUSE, ScheduleError
 from .forecast import main_tensor, with_main_tensor
 from .state import DaToContext
 
@@ -88,7 +94,11 @@ class ModuleCacheHook(ModelHook):
 
 
 class UNetPlanHook(ModelHook):
-    """Counts U-Net calls, sets the call's action, short-circuits reuse calls, records predictions."""
+    """Counts U-Net calls, sets the call's action, short-circuits reuse calls, records predictions.
+
+    An exception inside the U-Net drops the generation's state; a bare U-Net's state is also dropped
+    after the plan's last call (a pipeline's when its denoising loop ends, `dato.generation`).
+    """
 
     _is_stateful = True
 
@@ -98,26 +108,39 @@ class UNetPlanHook(ModelHook):
 
     def new_forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: Any, *args: Any, **kwargs: Any) -> Any:
         ctx = self.ctx
-        if ctx.state().call >= ctx.n_calls:  # a new generation without a scheduler reset (bare U-Net)
-            ctx.reset()
+        try:
+            result = self._call(ctx, sample, timestep, *args, **kwargs)
+        except BaseException:
+            ctx.reset()  # an interrupted generation leaves no cache behind
+            raise
         st = ctx.state()
-        st.action = ctx.schedule.cache[st.call]
-        st.forecast = ctx.schedule.forecast.get(st.call)
+        st.call += 1
+        if st.call == len(st.plan.cache) and not ctx.bounded:
+            ctx.reset()  # a bare U-Net's generation is over: the next call starts a new one
+        return result
+
+    def _call(self, ctx: DaToContext, sample: torch.Tensor, timestep: Any, *args: Any, **kwargs: Any) -> Any:
+        st = ctx.state()
+        if st.plan is None:
+            st.plan = ctx.first_call(timestep)
+        elif st.call >= len(st.plan.cache):
+            raise ScheduleError(f"the pipeline made more U-Net calls than the {len(st.plan.cache)} its scheduler's "
+                                f"timesteps leave for this run, so datosearch cannot follow its loop")
+        st.action = st.plan.cache[st.call]
+        st.forecast = st.plan.forecast.get(st.call)
         st.cfg = ctx.cfg()
         st.latent_hw = tuple(sample.shape[-2:])
         st.dynamics.clear()
         if st.action == REUSE:
             pred = st.predict(EPS, st.last_output)
-            result: Any = UNet2DConditionOutput(sample=pred) if kwargs.get("return_dict", True) else (pred,)
-        else:
-            result = self.fn_ref.original_forward(sample, timestep, *args, **kwargs)
-            pred = result[0] if isinstance(result, tuple) else result.sample
-            st.last_output = pred
-            if self.track_dynamics:
-                st.eps = [*st.eps[-1:], pred]
-            if self.eps_history and st.action == FULL:
-                st.remember(EPS, self.eps_history, pred)
-        st.call += 1
+            return UNet2DConditionOutput(sample=pred) if kwargs.get("return_dict", True) else (pred,)
+        result = self.fn_ref.original_forward(sample, timestep, *args, **kwargs)
+        pred = result[0] if isinstance(result, tuple) else result.sample
+        st.last_output = pred
+        if self.track_dynamics:
+            st.eps = [*st.eps[-1:], pred]
+        if self.eps_history and st.action == FULL:
+            st.remember(EPS, self.eps_history, pred)
         return result
 
     def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:

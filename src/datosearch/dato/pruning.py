@@ -117,7 +117,7 @@ class TokenPruneHook(ModelHook):
     def new_forward(self, module: torch.nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         forward = self.fn_ref.original_forward
         st = self.ctx.state()
-        ratio = self.config.ratio(self.block, st.call)
+        ratio = self.ctx.plan().prune.ratio(self.block, st.call)
         if ratio <= 0:  # planned: this call is not pruned (a per-call multiplier of 0)
             return forward(hidden_states, *args, **kwargs)
         reason = self._skip_reason(hidden_states, kwargs, ratio, st.latent_hw)

@@ -1,24 +1,30 @@
-"""Per-generation state shared by all DaTo hooks, kept in a diffusers `StateManager`."""
+"""Per-generation state shared by all DaTo hooks, kept in a diffusers `StateManager`, and the plan each
+generation runs: the schedule mapped to the pipeline's call count (`space.retime`), from the call
+where the run enters the trajectory."""
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from diffusers.hooks.hooks import BaseState, CacheContext, StateManager
 
-from ..space.schedule import FULL, Action, Forecast, Schedule
+from ..space import retime
+from ..space.schedule import FULL, Action, Forecast, Schedule, ScheduleError
 from .forecast import History
 
 _CONTEXT = CacheContext(name="datosearch")
+log = logging.getLogger("datosearch")
 
 
 class DaToState(BaseState):
     """Everything one generation accumulates: call index, cached features, recent noise predictions."""
 
     def __init__(self) -> None:
-        self.call = 0  # index of the U-Net call in progress (or the next one)
+        self.plan: Schedule | None = None  # what this generation runs (set at its first U-Net call)
+        self.call = 0  # index of the U-Net call in progress (or the next one), in `plan`
         self.action: Action = FULL
         self.forecast: Forecast | None = None  # this call's forecast, if its action has one
         self.cfg = False  # batch is [uncond, cond] halves that share base-token choices
@@ -46,17 +52,27 @@ class DaToState(BaseState):
 
 
 class DaToContext:
-    """The schedule plus the state manager; one per applied U-Net."""
+    """The schedule, the state manager and the generation's trajectory; one per applied U-Net.
 
-    def __init__(self, schedule: Schedule, cfg: Callable[[], bool] = lambda: False) -> None:
+    A pipeline's generation is bracketed by `begin` / `end` (`dato.generation`); a bare U-Net's
+    generations follow one another by call count (the schedule's own).
+    """
+
+    def __init__(self, schedule: Schedule, cfg: Callable[[], bool] = lambda: False, strict: bool = False,
+                 pipeline: str | None = None) -> None:
         self.schedule = schedule
         self.cfg = cfg
+        self.strict = strict
+        self.pipeline = pipeline  # the class of the pipeline applied to (None: a bare U-Net)
+        self.trajectory: list[float] | None = None  # the scheduler's timesteps, inside a pipeline generation
         self.manager = StateManager(DaToState)
         self.manager.set_context(_CONTEXT)
+        self._plans: dict[int, Schedule] = {schedule.n_calls: schedule}
 
     @property
-    def n_calls(self) -> int:
-        return self.schedule.n_calls
+    def bounded(self) -> bool:
+        """Inside a pipeline's denoising loop, whose end drops the state (not a bare U-Net)."""
+        return self.trajectory is not None
 
     def state(self) -> DaToState:
         return self.manager.get_state()
@@ -66,11 +82,67 @@ class DaToContext:
         self.manager.reset()
         self.manager.set_context(_CONTEXT)
 
+    def holds_cache(self) -> bool:
+        """Whether any cached tensor (features, forecast history, noise predictions) is held."""
+        return any(st.features or st.history or st.eps or st.last_output is not None
+                   for st in self.manager._state_cache.values())
+
+    def begin(self, timesteps: Sequence[float], scheduler: str) -> None:
+        """A pipeline generation starts on a trajectory of these timesteps: fresh state, plan checked."""
+        self.reset()
+        self.plan_for(len(timesteps), scheduler)
+        self.trajectory = list(timesteps)
+
+    def end(self) -> None:
+        """The generation is over (or was interrupted): nothing is kept."""
+        self.reset()
+        self.trajectory = None
+
+    def plan_for(self, n_calls: int, scheduler: str = "the scheduler") -> Schedule:
+        """The plan for a trajectory of `n_calls` calls: the schedule, or it mapped by normalized time
+        (logged once per call count); `strict` refuses instead."""
+        plan = self._plans.get(n_calls)
+        if plan is None:
+            n, sched = self.schedule.n_calls, self.schedule
+            if self.strict:
+                raise ScheduleError(f"the schedule plans {n} U-Net calls but {scheduler} will make {n_calls}; use a "
+                                    f"schedule made for this scheduler and step count, or drop strict (--strict) "
+                                    f"to map it by normalized time")
+            plan = self._plans[n_calls] = retime.to_calls(sched, n_calls)
+            log.warning("the schedule plans %d U-Net calls (%d full) but %s will make %d: mapped by normalized time "
+                        "to %d full calls (strict=True or --strict refuses instead)", n, sched.counts()["full"],
+                        scheduler, n_calls, plan.counts()["full"])
+        return plan
+
+    def first_call(self, timestep: Any) -> Schedule:
+        """This generation's plan, fixed at its first U-Net call: a run entering the trajectory late
+        (img2img, inpainting) starts where its timestep lies, with a full call."""
+        if self.trajectory is None:
+            if self.pipeline is not None:
+                raise ScheduleError(f"the U-Net was called outside the denoising loop of the {self.pipeline} the "
+                                    f"schedule was applied to (another pipeline sharing it?); apply the schedule to "
+                                    f"the pipeline that runs it")
+            return self.schedule
+        plan = self.plan_for(len(self.trajectory))
+        return retime.from_call(plan, entry_call(self.trajectory, timestep))
+
+    def plan(self) -> Schedule:
+        """The plan of the generation in progress (the schedule itself before its first call)."""
+        return self.state().plan or self.schedule
+
     def generator(self, device: torch.device) -> torch.Generator:
         st = self.state()
         if st.generator is None or st.generator.device != device:
             st.generator = torch.Generator(device=device).manual_seed(self.schedule.prune.seed)
         return st.generator
+
+
+def entry_call(trajectory: Sequence[float], timestep: Any) -> int:
+    """The index in `trajectory` of the timestep a run's first call has (the first of equal ones);
+    0 if it is not there."""
+    t = float(torch.as_tensor(timestep).flatten()[0])
+    best = min(range(len(trajectory)), key=lambda i: (abs(trajectory[i] - t), i))
+    return best if abs(trajectory[best] - t) <= 1e-3 * max(1.0, abs(t)) else 0
 
 
 def token_grid(n_tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """Stable-Diffusion-shaped pipelines built offline from configs (random weights, no downloads).
 
-`tiny_sd_pipeline()` is a few-MB StableDiffusionPipeline for tests; `sd15_unet()`, `sd2_unet()` and
-`sdxl_unet()` give U-Nets of the real models' shapes (random weights run at the real models' speed).
+`tiny_sd_pipeline()` is a few-MB StableDiffusionPipeline for tests, `tiny_variant()` the same
+components as img2img, inpainting or ControlNet pipelines, `tiny_sdxl_pipeline()` an SDXL pipeline
+(two text encoders, extra time embeddings); `sd15_unet()`, `sd2_unet()` and `sdxl_unet()` give U-Nets
+of the real models' shapes (random weights run at the real models' speed).
 """
 
 from __future__ import annotations
@@ -9,12 +11,18 @@ from __future__ import annotations
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     DDIMScheduler,
+    DiffusionPipeline,
     PNDMScheduler,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
 
@@ -81,6 +89,56 @@ def tiny_sd_pipeline(scheduler: str = "pndm", sample_size: int = 16, seed: int =
         tokenizer=byte_level_clip_tokenizer(), scheduler=sched, safety_checker=None,
         feature_extractor=None, requires_safety_checker=False,
     )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+VARIANTS = {"img2img": StableDiffusionImg2ImgPipeline, "inpaint": StableDiffusionInpaintPipeline,
+            "controlnet": StableDiffusionControlNetPipeline}
+
+
+def tiny_controlnet(unet: UNet2DConditionModel, seed: int = 0) -> ControlNetModel:
+    """A ControlNet copied from `unet` (one stride-2 conditioning step, as the tiny VAE has), its zero
+    convolutions made random so that its residuals are not zero, as a trained ControlNet's are not."""
+    torch.manual_seed(seed)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    for conv in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+        torch.nn.init.normal_(conv.weight, std=0.05)
+    return net.eval()
+
+
+def tiny_variant(kind: str, scheduler: str = "ddim", sample_size: int = 16, seed: int = 0,
+                 **unet_overrides) -> DiffusionPipeline:
+    """`tiny_sd_pipeline`'s components as an img2img, inpainting (9-channel U-Net) or ControlNet pipeline."""
+    if kind == "inpaint":
+        unet_overrides.setdefault("in_channels", 9)
+    components = tiny_sd_pipeline(scheduler, sample_size, seed, **unet_overrides).components
+    if kind == "controlnet":
+        components["controlnet"] = tiny_controlnet(components["unet"], seed)
+    pipe = VARIANTS[kind](**components, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_sdxl_pipeline(scheduler: str = "ddim", sample_size: int = 16, seed: int = 0) -> StableDiffusionXLPipeline:
+    """A complete StableDiffusionXLPipeline: SDXL's block layout (no attention at the top level), two text
+    encoders whose hidden states are concatenated, the pooled text embedding and size/crop time ids."""
+    hidden = 32
+    unet = tiny_unet(
+        sample_size=sample_size, cross_attention_dim=2 * hidden, seed=seed, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2), attention_head_dim=(4, 8), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + hidden)
+    torch.manual_seed(seed + 1)
+    text_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=514, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, projection_dim=hidden, bos_token_id=512, eos_token_id=513,
+        pad_token_id=513)).eval()
+    base = tiny_sd_pipeline(scheduler, sample_size, seed)
+    pipe = StableDiffusionXLPipeline(
+        vae=base.vae, text_encoder=tiny_text_encoder(hidden, seed=seed), text_encoder_2=text_2,
+        tokenizer=base.tokenizer, tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=base.scheduler,
+        add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

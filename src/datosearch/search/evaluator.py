@@ -112,7 +112,7 @@ class Evaluator:
     def _with(self, schedule: Schedule | None, run: Callable[[int], Any]) -> Any:
         """Run with the schedule applied, on the scheduler and step count it names (`trajectory`)."""
         with using_scheduler(self.pipe, scheduler_of(schedule)):
-            handle = dato.apply(self.pipe, schedule) if schedule is not None else None
+            handle = dato.apply(self.pipe, schedule, strict=True) if schedule is not None else None  # never mapped
             try:
                 return run(steps_of(schedule, self.calibration.steps))
             finally:

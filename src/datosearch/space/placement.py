@@ -8,12 +8,14 @@ sparse early, dense late). `from_full_calls` turns a placement into a `Schedule`
 linearly from -center^(1/power) to (1 - center)^(1/power) and maps to center + sign(s)·|s|^power.
 Power 1 is uniform; with center 0, power < 1 puts the full calls densely late and power > 1 densely
 early; 0 < center < 1 with power > 1 puts them densely around `center`. `full_positions` is what the
-structured encoding decodes its placement genes with.
+structured encoding decodes its placement genes with; `spread` turns normalized times into distinct
+calls for it and for `space.retime`, which maps a plan to another call count.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
@@ -73,20 +75,27 @@ def warp(u: float, power: float, center: float) -> float:
     return min(1.0, max(0.0, center + math.copysign(abs(s) ** power, s)))
 
 
-def full_positions(n_calls: int, k: int, power: float, center: float) -> list[int]:
-    """`k` distinct full-call indices in 0..n_calls-1, call 0 first, at warp(i / k) of the trajectory.
+def spread(n_calls: int, times: Sequence[float]) -> list[int]:
+    """Distinct call indices in 0..n_calls-1 for increasing normalized times (the first becomes call 0).
 
-    Collisions (two points rounding to one call) are pushed to the next free call, so exactly
-    min(k, n_calls) calls are full.
+    Each time u lands on call round(u·n_calls); collisions (two times rounding to one call) are pushed
+    to the next free call and pulled back from the end, so exactly min(len(times), n_calls) calls result.
     """
-    k = max(1, min(k, n_calls))
-    pos = [min(n_calls - 1, round(warp(i / k, power, center) * n_calls)) for i in range(k)]
+    k = max(1, min(len(times), n_calls))
+    pos = [min(n_calls - 1, round(u * n_calls)) for u in times[:k]]
     pos[0] = 0
     for i in range(1, k):
         pos[i] = max(pos[i], pos[i - 1] + 1)
     for i in range(k - 1, -1, -1):  # pushed past the end: pull back
         pos[i] = min(pos[i], n_calls - k + i)
     return pos
+
+
+def full_positions(n_calls: int, k: int, power: float, center: float) -> list[int]:
+    """`k` distinct full-call indices in 0..n_calls-1, call 0 first, at warp(i / k) of the trajectory
+    (`spread`: exactly min(k, n_calls) calls are full)."""
+    k = max(1, min(k, n_calls))
+    return spread(n_calls, [warp(i / k, power, center) for i in range(k)])
 
 
 def phase_of(call: int, n_calls: int, phases: int) -> int:

@@ -26,8 +26,10 @@ def generation_settings(meta: dict[str, Any], steps: int | None, guidance: float
 
 def generate_with_schedule(schedule_file: str, index: int | None, prompts: list[str], seed: int, out_dir: str,
                            *, model: str | None = None, steps: int | None = None, guidance: float | None = None,
-                           device: str | None = None) -> list[Path]:
-    """Apply the schedule and save one PNG per prompt (seeds seed, seed+1, ...); returns the paths."""
+                           device: str | None = None, strict: bool = False) -> list[Path]:
+    """Apply the schedule and save one PNG per prompt (seeds seed, seed+1, ...); returns the paths.
+
+    Other steps than the schedule's map its plan by normalized time; `strict` refuses them instead."""
     schedule = load(schedule_file, 0 if index is None else index)  # an export's index.json: entry 0 by default
     meta = schedule.meta
     device = device or default_device()
@@ -35,7 +37,7 @@ def generate_with_schedule(schedule_file: str, index: int | None, prompts: list[
     set_scheduler(pipe, meta.get("scheduler"))
     steps, guidance = generation_settings(meta, steps, guidance, pipe)
     kwargs = {k: meta[k] for k in ("height", "width") if k in meta} if accepts_size(pipe) else {}
-    handle = dato.apply(pipe, schedule)
+    handle = dato.apply(pipe, schedule, strict=strict)
     try:
         gens = [torch.Generator(device).manual_seed(seed + i) for i in range(len(prompts))]
         with torch.no_grad():
