@@ -72,6 +72,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--heldout", type=int, default=100, help="held-out images to re-score the fronts on (0: skip)")
     p.add_argument("--heldout-seed", type=int, default=0, help="the sampler seed whose fronts are re-scored")
     p.add_argument("--out", default=None, help="results JSON (default bench/results/search-<model>.json)")
+    p.add_argument("--render", default=None, help="only write the markdown of an earlier results JSON")
     return p.parse_args()
 
 
@@ -103,8 +104,55 @@ def heldout_fronts(runs: dict[tuple[str, int], Any], seed: int, pipe: Any, confi
     return scored
 
 
+def markdown(data: dict[str, Any], source: str) -> str:
+    """The results JSON as a page: hypervolume per variant and seed, the held-out comparison."""
+    cfg, runs = data["config"], data["runs"]
+    every = data["every"]
+    cols = list(range(every, data["trials"] + 1, every))
+    lines = [f"# Samplers and encodings at equal trials ({cfg['model']} model)", "",
+             f"Device {cfg.get('device_name', cfg.get('device'))}; {cfg['steps']} steps, {len(cfg['seeds'])} calibration "
+             f"images, population {cfg['population']}, objectives {', '.join(cfg['objectives'])}. Hypervolume of the "
+             f"feasible trials among the first k (one reference point for all studies: "
+             f"{', '.join(f'{r:.4g}' for r in data['reference_point'])}). Raw numbers: `{source}`.", "",
+             "| variant | seed | " + " | ".join(str(k) for k in cols) + " | trial s | dup trials |",
+             "|---|---|" + "---:|" * (len(cols) + 2)]
+    for r in runs:
+        lines.append(f"| {r['sampler']} | {r['seed']} | " + " | ".join(f"{v:.4g}" for v in r["hypervolume"]) +
+                     f" | {r['mean_trial_s']:.2f} | {r['dedup_trials']} |")
+    final = {(r["sampler"], r["seed"]): r["hypervolume"][-1] for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    lines += ["", f"Final hypervolume, structured NSGA-II minus each other variant, per seed:", ""]
+    for variant in sorted({v for v, _ in final} - {"structured:nsga2"}):
+        diffs = [final[("structured:nsga2", s)] - final[(variant, s)] for s in seeds if (variant, s) in final]
+        lines.append(f"- {variant}: " + ", ".join(f"{d:+.4g}" for d in diffs))
+    held = data.get("heldout")
+    if held:
+        lines += ["", f"## Fronts on {held['n_images']} held-out images (seed {held['seed0']}+)", "",
+                  f"Reference {held['reference']['scheduler']} {held['reference']['steps']} steps. A front beats "
+                  f"an anchor when one of its schedules runs at ≥ {held['dominance']['speed']}x the anchor's speed "
+                  f"with ≥ +{held['dominance']['psnr_db']} dB PSNR and a FID-proxy at most "
+                  f"{held['dominance']['fid_slack']:.0%} higher (or a {held['dominance']['fid_margin']:.0%} lower FID-proxy).", ""]
+        anchors = [a["name"] for a in held["anchors"]]
+        lines += ["| variant | anchors its front beats | not beaten |", "|---|---|---|"]
+        for variant, v in held["variants"].items():
+            lines.append(f"| {variant} | {', '.join(v['beats']) or '-'} | "
+                         f"{', '.join(a for a in anchors if a not in v['beats']) or '-'} |")
+        lines += ["", "| schedule | scheduler | steps | full/reuse/forecast | PSNR vs converged | FID-proxy | speedup | beats |",
+                  "|---|---|---:|---|---:|---:|---:|---|"]
+        for row in [*held["front"], *held["anchors"]]:
+            fid = "-" if row.get("fid_real") is None else f"{row['fid_real']:.1f}"
+            lines.append(f"| {row['name']} | {row['scheduler']} | {row['steps']} | {row['full']}/{row['reuse']}/"
+                         f"{row['forecast']} | {row['psnr_converged']:.2f} | {fid} | "
+                         f"{row['speedup_vs_fullcompute']:.2f}x | {', '.join(row.get('beats', [])) or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     args = parse()
+    if args.render:
+        data = json.loads(Path(args.render).read_text())
+        Path(args.render).with_suffix(".md").write_text(markdown(data, Path(args.render).name))
+        return 0
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="datosearch-bench-"))
@@ -163,6 +211,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": config.to_json(), "trials": args.trials, "every": args.every,
                                "reference_point": ref, "runs": rows, "heldout": heldout}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(json.loads(out.read_text()), out.name))
     print(f"\nwrote {out}")
     return 0
 
