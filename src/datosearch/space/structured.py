@@ -30,8 +30,9 @@ POWER_RANGE = (0.3, 3.0)
 INITIAL_WARPS = ((0.6, 0.0), (1.0, 0.0), (1.6, 0.0), (1.4, 0.3))
 # First-generation forecasting members on the other solvers: full-call counts (about √2 apart, the
 # fewer-steps anchors' range), this many of the solver's calls per full call, full calls denser late
-# (warp power < 1), forecasts (order, damping) alternating along the counts, offset per solver. Measured on the embedded model
-# (held-out, bench/results/forecast-grid.md): ~2 calls per full call, warp 0.6-0.8 and no damping do best.
+# (warp power < 1), forecasts (order, damping) alternating along the counts, offset per solver.
+# Measured on the embedded model (held-out, bench/results/forecast-grid.md): ~2 calls per full call,
+# warp 0.6-0.8 and no damping do best.
 FORECAST_FULLS = (4, 5, 7, 10, 14, 20)
 CALLS_PER_FULL = 2.2
 FORECAST_WARP = 0.7
