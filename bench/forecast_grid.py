@@ -25,8 +25,8 @@ from datosearch import objectives as obj
 from datosearch.objectives.costmodel import calibrate
 from datosearch.search.evaluator import Evaluator
 from datosearch.search.trajectory import class_name, using_scheduler
-from datosearch.space.placement import full_positions
-from datosearch.space.schedule import FULL, REUSE, Forecast, Schedule
+from datosearch.space.placement import from_full_calls, full_positions
+from datosearch.space.schedule import REUSE, Schedule
 from datosearch.studies.build import load_pipeline, n_calls
 from datosearch.studies.heldout import converged_reference, heldout_calibration
 
@@ -38,9 +38,8 @@ FORECASTS = ((1, 1.0), (1, 0.5), (2, 1.0))
 
 
 def forecast_schedule(n: int, k: int, warp: float, order: int, damping: float, **meta: Any) -> Schedule:
-    full = set(full_positions(n, k, warp, 0.0))
-    plan = [FULL if t in full else REUSE for t in range(n)]
-    return Schedule(plan, meta=meta, forecast={t: Forecast(order, damping) for t in range(n) if t not in full})
+    """k full calls at `full_positions(n, k, warp, 0)`, every other call a forecast reuse."""
+    return from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE, **meta).with_forecast(order, damping)
 
 
 def main() -> int:
