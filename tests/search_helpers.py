@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import torch
 
@@ -26,6 +27,16 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def cli_study(root: Path, name: str, trials: int, args: Sequence[str] = TINY_ARGS) -> str:
+    """Run `datosearch run` (no outputs) for a new study in an SQLite file under `root`; its storage URL."""
+    from datosearch import cli
+
+    url = f"sqlite:///{root}/{name}.db"
+    with one_thread():
+        assert cli.main(["run", "--study", name, "--storage", url, "--trials", str(trials), "--no-outputs", *args]) == 0
+    return url
 
 
 class FakeEvaluator:

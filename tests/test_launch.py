@@ -13,7 +13,7 @@ from datosearch.objectives.costmodel import CostModel
 from datosearch.search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR, LATENCY_ATTR, SPEEDUP_ATTR
 from datosearch.studies.front import trial_schedule
 from datosearch.studies.study import stored_config
-from search_helpers import one_thread
+from search_helpers import cli_study, one_thread
 
 ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4", "--no-progress"]
 
@@ -21,9 +21,7 @@ ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4",
 @pytest.fixture(scope="module")
 def default_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("launch")
-    url = f"sqlite:///{root}/d.db"
-    with one_thread():
-        assert cli.main(["run", "--study", "d", "--storage", url, "--trials", "30", "--no-outputs", *ARGS]) == 0
+    url = cli_study(root, "d", 30, ARGS)
     return optuna.load_study(study_name="d", storage=url), url, root
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from datosearch import cli
 from headless import Chromium, browser_binary
-from search_helpers import TINY_ARGS, one_thread
+from search_helpers import cli_study, one_thread
 
 BINARY = browser_binary()
 pytestmark = pytest.mark.skipif(BINARY is None, reason="no Chromium binary on PATH (install Debian's `chromium` "
@@ -20,9 +20,8 @@ pytestmark = pytest.mark.skipif(BINARY is None, reason="no Chromium binary on PA
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    url = f"sqlite:///{root}/b.db"
+    url = cli_study(root, "b", 8)
     with one_thread():
-        assert cli.main(["run", "--study", "b", "--storage", url, "--trials", "8", "--no-outputs", *TINY_ARGS]) == 0
         assert cli.main(["report", "--study", "b", "--storage", url, "--out", str(root / "b.html"),
                          "--pictures", "2"]) == 0
     return root / "b.html"

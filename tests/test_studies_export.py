@@ -17,16 +17,12 @@ from datosearch.search.evaluator import images_digest
 from datosearch.space.io import json_schema
 from datosearch.space.schedule import Schedule
 from datosearch.studies import export_front, open_study, write_report
-from search_helpers import TINY_ARGS, one_thread
+from search_helpers import TINY_ARGS, cli_study, one_thread
 
 
 @pytest.fixture(scope="module")
 def study_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    url = f"sqlite:///{root}/s.db"
-    with one_thread():
-        assert cli.main(["run", "--study", "s", "--storage", url, "--trials", "10", "--no-outputs", *TINY_ARGS]) == 0
-    return url
+    return cli_study(tmp_path_factory.mktemp("study"), "s", 10)
 
 
 def test_export_validates_and_reapplies(study_url, tmp_path, capsys):
