@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 import datosearch
 from datosearch import cli
+from datosearch.search import liveness
 from datosearch.studies import open_study
 from search_helpers import TINY_ARGS, one_thread
 
@@ -100,7 +101,7 @@ def _kill_mid_trial(proc: subprocess.Popen, db: Path, min_complete: int) -> None
     pytest.fail("the study made no progress")
 
 
-def test_sigkill_then_resume(tmp_path):
+def test_sigkill_then_resume(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path}/k.db"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(datosearch.__file__).parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "datosearch.cli", "run", "--study", "k", "--storage", url,
@@ -113,6 +114,9 @@ def test_sigkill_then_resume(tmp_path):
     before = _states(url)
     complete = {n: v for n, v in before.items() if v[0] == TrialState.COMPLETE}
     (running,) = [n for n, v in before.items() if v[0] == TrialState.RUNNING]  # killed mid-trial
+    # killed between `study.ask()` and naming its worker, the trial is only known dead once it is
+    # older than UNCLAIMED_AFTER_S (test_fail_reason): don't wait here
+    monkeypatch.setattr(liveness, "UNCLAIMED_AFTER_S", 0.0)
     with one_thread():  # the budget counts COMPLETE trials
         assert cli.main(["resume", "--study", "k", "--storage", url, "--trials", str(len(complete) + 2),
                          "--no-progress", "--no-outputs"]) == 0

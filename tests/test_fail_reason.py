@@ -11,6 +11,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from datosearch.search.attrs import FAIL_ATTR, WORKER_ATTR
+from datosearch.search import liveness
 from datosearch.search.liveness import sweep_stale
 from datosearch.studies import storage as storages
 from datosearch.studies import study as studies
@@ -38,6 +39,20 @@ def test_dead_worker_and_stale_after_reasons():
     retries = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in retries) == [0, 1]
     assert all(FAIL_ATTR not in t.user_attrs for t in retries)  # the re-queued copies do not inherit it
+
+
+def test_trial_whose_worker_never_named_itself(monkeypatch):
+    """A worker killed between `study.ask()` and naming itself leaves a nameless RUNNING trial."""
+    study = optuna.create_study()
+    study.ask(X)  # no WORKER_ATTR: killed right after Optuna created it
+    assert sweep_stale(study) == []  # young: a live worker may be about to name itself
+    monkeypatch.setattr(liveness, "UNCLAIMED_AFTER_S", 0.2)
+    time.sleep(0.3)
+    assert sweep_stale(study) == [0]
+    reason = study.trials[0].user_attrs[FAIL_ATTR]
+    assert reason.startswith("no worker named itself within 0.2 s (started ") and "killed while asking" in reason
+    (retry,) = study.get_trials(states=(TrialState.WAITING,))
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
 
 
 def test_heartbeat_stale_reason(tmp_path, monkeypatch):

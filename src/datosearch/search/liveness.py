@@ -6,9 +6,11 @@ worker sweeps the study; a RUNNING trial is failed and re-queued (Optuna's
 - its RDB heartbeat is older than the storage's grace period (as `optuna.storages.fail_stale_trials`), or
 - its worker ran on this host and that process no longer exists (immediate, any storage), or
 - `stale_after` seconds have passed since it started (Journal storage across hosts, which has no
-  heartbeats: choose it above your longest trial).
+  heartbeats: choose it above your longest trial), or
+- it never named its worker and `UNCLAIMED_AFTER_S` have passed since it started: its worker was
+  killed between Optuna creating the trial and the worker writing its name (a few storage calls).
 Each failed trial records why in `fail_reason`: "worker HOST:PID died", "heartbeat stale: ...",
-"older than --stale-after N s ...".
+"older than --stale-after N s ...", "no worker named itself within N s ...".
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from optuna.trial import FrozenTrial, TrialState
 from .attrs import FAIL_ATTR, WORKER_ATTR
 
 MAX_RETRY = 3
+# A live worker names itself on its trial a few storage calls after `study.ask()` creates it; a trial
+# still nameless after this long was abandoned by a worker killed in between.
+UNCLAIMED_AFTER_S = 60.0
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -87,9 +92,13 @@ def stale_reason(trial: FrozenTrial, now: datetime.datetime, stale_after: float 
     if alive is not None:
         return None if alive else f"worker {_worker_name(worker)} died"
     started = trial.datetime_start
-    if stale_after is not None and started is not None and (now - started).total_seconds() > stale_after:
+    age = (now - started).total_seconds() if started is not None else 0.0
+    if stale_after is not None and age > stale_after:
         return (f"older than --stale-after {stale_after:g} s (started {started:%Y-%m-%d %H:%M:%S} "
                 f"by worker {_worker_name(worker)})")
+    if worker is None and age > UNCLAIMED_AFTER_S:
+        return (f"no worker named itself within {UNCLAIMED_AFTER_S:g} s (started {started:%Y-%m-%d %H:%M:%S}; "
+                "its worker was killed while asking for it)")
     return None
 
 
