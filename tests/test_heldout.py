@@ -99,6 +99,16 @@ def test_converged_reference_reports_its_check_and_caches(pipe, converged, tmp_p
     assert torch.equal(first.images, again.images) and again.check_psnr_db is None
 
 
+def test_converged_reference_is_converged_and_leaves_the_pipeline_alone(pipe):
+    """100 vs 200 DPM-Solver++ steps agree closely (linspace timesteps: the embedded config says "leading",
+    under which 100 and 200 steps start at t=990 and t=995 and agree to only ~43 dB)."""
+    own = pipe.scheduler
+    prompts, seeds = ho.heldout_prompts(2)
+    ref = ho.converged_reference(pipe, prompts, seeds, check=2)
+    assert pipe.scheduler is own and own.config.timestep_spacing == "leading"
+    assert ref.steps == 100 and ref.check_steps == 200 and ref.check_psnr_db > 55
+
+
 def test_converged_reference_must_match_the_image_count(pipe, converged):
     with pytest.raises(ValueError, match="holds 4 images"):
         ho.score_heldout(pipe, [None], N_IMAGES + 1, steps=STEPS, converged=converged)

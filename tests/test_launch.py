@@ -29,7 +29,8 @@ def test_defaults_search_the_trajectory_against_the_converged_reference(default_
     study, _, _ = default_study
     config = stored_config(study)
     assert config.encoding["kind"] == "structured" and len(config.encoding["trajectories"]) > 1
-    assert config.reference == "converged" and config.latency_mode == "model" and config.fid_paired
+    assert config.reference == "converged" and config.converged_spacing == "linspace"
+    assert config.latency_mode == "model" and config.fid_paired
     names = {t.user_attrs.get(ANCHOR_ATTR) for t in study.trials}
     assert {"full", "pndm-5", "unipc-5", "dpmpp2m-5"} <= names  # fewer steps of the study's and the fast solvers
 

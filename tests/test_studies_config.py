@@ -17,6 +17,12 @@ def test_json_round_trip():
     assert StudyConfig.from_json(config.to_json()) == config
 
 
+def test_studies_stored_before_the_converged_spacing_keep_the_scheduler_config_spacing():
+    stored = make().to_json()
+    assert stored.pop("converged_spacing") == "linspace"  # new studies
+    assert StudyConfig.from_json(stored).converged_spacing is None  # older ones keep their reference
+
+
 def test_diff_names_every_differing_field():
     a = make()
     b = make(steps=4, seeds=[0, 2], device="NVIDIA H100", encoding={"n_calls": 5, "kind": "calls", "branches": [0]})

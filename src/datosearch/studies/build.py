@@ -166,17 +166,21 @@ def reference_images(pipe: Any, config: Any, cache_dir: Path) -> torch.Tensor:
     """The images quality is measured against, computed once and cached: the study's own full compute,
     or (`reference="converged"`) the converged trajectory, DPM-Solver++ 2M at 100 steps."""
     from .. import objectives as obj
-    from ..search.trajectory import CONVERGED_SCHEDULER, CONVERGED_STEPS, using_scheduler
+    from ..search.trajectory import CONVERGED_SCHEDULER, CONVERGED_STEPS, using_converged, using_scheduler
 
     calib = calibration(config)
-    scheduler, steps = config.scheduler, config.steps
-    if config.reference == "converged":
-        scheduler, steps = CONVERGED_SCHEDULER, CONVERGED_STEPS
-    key = obj.reference_key(model=config.model, prompts=config.prompts, seeds=config.seeds,
-                            resolution=[config.height, config.width], steps=steps, scheduler=scheduler,
-                            guidance=config.guidance, dtype=config.dtype)
-    with using_scheduler(pipe, scheduler):
-        return obj.load_or_compute_reference(cache_dir, key, lambda: generate(pipe, calib, steps=steps))
+    key = dict(model=config.model, prompts=config.prompts, seeds=config.seeds, resolution=[config.height, config.width],
+               steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, dtype=config.dtype)
+    if config.reference != "converged":
+        with using_scheduler(pipe, config.scheduler):
+            return obj.load_or_compute_reference(cache_dir, obj.reference_key(**key), lambda: generate(pipe, calib))
+    key.update(steps=CONVERGED_STEPS, scheduler=CONVERGED_SCHEDULER)
+    spacing = config.converged_spacing
+    if spacing is not None:  # studies made before the spacing was fixed keep the scheduler config's own
+        key.update(timestep_spacing=spacing)
+    with using_converged(pipe, spacing):
+        return obj.load_or_compute_reference(cache_dir, obj.reference_key(**key),
+                                             lambda: generate(pipe, calib, steps=CONVERGED_STEPS))
 
 
 def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..errors import UserValueError
 from ..search.attrs import BUDGET_ATTR, CONFIG_ATTR  # noqa: F401 - re-exported (studies.config.BUDGET_ATTR)
+from ..search.trajectory import CONVERGED_SPACING
+
 REFERENCES = ("full", "converged")
 
 
@@ -45,6 +47,8 @@ class StudyConfig:
     reference: str = "full"  # what quality is measured against: "full" compute or the "converged" trajectory
     fid_paired: bool = False  # the FID-proxy adds the paired feature distance (see objectives.fid)
     latency_mode: str = "measured"  # "model": predicted by the study's calibrated cost model (studies.cost)
+    # timestep spacing of the converged reference (None: the scheduler config's own, as studies stored before it)
+    converged_spacing: str | None = CONVERGED_SPACING
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):
@@ -69,7 +73,7 @@ class StudyConfig:
         if unknown:
             raise StudyConfigError(f"the stored study configuration has unknown fields {unknown}; "
                                    "it was written by another datosearch version")
-        return cls(**data)
+        return cls(**{"converged_spacing": None, **data})  # stored before the field: the config's own spacing
 
     def diff(self, other: "StudyConfig") -> list[str]:
         """Names of the fields whose values differ (encoding sub-fields as `encoding.NAME`)."""

@@ -31,8 +31,8 @@ import torch
 from .. import objectives as obj
 from ..models.digits import digit_prompt, heldout_digits, prompt_adherence
 from ..search.evaluator import Calibration, Evaluator, generate
-from ..search.trajectory import (CONVERGED_SCHEDULER, CONVERGED_STEPS, scheduler_class, scheduler_of, steps_of,
-                                 using_scheduler)
+from ..search.trajectory import (CONVERGED_SCHEDULER, CONVERGED_SPACING, CONVERGED_STEPS, scheduler_class,
+                                 scheduler_of, steps_of, using_converged, using_scheduler)
 from ..space.schedule import Schedule
 from .build import default_guidance, default_resolution, make_extractor
 
@@ -102,7 +102,7 @@ class ConvergedReference:
 def converged_reference(pipe: Any, prompts: list[str], seeds: list[int], *, guidance: float | None = None,
                         steps: int = CONVERGED_STEPS, check: int = CHECK_IMAGES, cache_dir: str | Path | None = None,
                         model: str = "embedded", batch_size: int = 20) -> ConvergedReference:
-    """DPM-Solver++ 2M (its defaults) at `steps` on `prompts`/`seeds`, cached on disk under `cache_dir`.
+    """DPM-Solver++ 2M (linspace timesteps) at `steps` on `prompts`/`seeds`, cached on disk under `cache_dir`.
 
     `check` > 0 also generates the first `check` images at 2x`steps` and reports their PSNR against
     the `steps` images (how far from converged the reference itself is).
@@ -110,8 +110,9 @@ def converged_reference(pipe: Any, prompts: list[str], seeds: list[int], *, guid
     size = default_resolution(pipe)
     calib = Calibration(list(prompts), list(seeds), steps, default_guidance(pipe) if guidance is None else guidance,
                         size, size, batch_size)
-    with using_scheduler(pipe, CONVERGED_SCHEDULER) as scheduler:
-        images = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, steps))
+    with using_converged(pipe) as scheduler:
+        images = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, steps),
+                         timestep_spacing=CONVERGED_SPACING)
         ref = ConvergedReference(images, type(scheduler).__name__, steps)
         if check > 0:
             k = min(check, len(prompts))

@@ -68,6 +68,7 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
     height = resolution if resolution is not None else (base.height if base else default_resolution(pipe))
     width = resolution if resolution is not None else (base.width if base else default_resolution(pipe))
     from ..objectives import DEFAULT_OBJECTIVES
+    from ..search.trajectory import CONVERGED_SPACING
 
     objectives = _given(pick("objectives", "objectives"), list(DEFAULT_OBJECTIVES))
     extractor = _given(pick("extractor", "extractor"), "embedded-digits" if model == "embedded" else "conv-random")
@@ -95,5 +96,6 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         sampler=pick("sampler", "sampler"), population=int(pick("population", "population")),
         sampler_seed=int(pick("sampler_seed", "sampler_seed")), reference=pick("reference", "reference"),
         latency_mode=pick("latency_mode", "latency_mode"),
-        fid_paired=base.fid_paired if base is not None else True)
+        fid_paired=base.fid_paired if base is not None else True,
+        converged_spacing=base.converged_spacing if base is not None else CONVERGED_SPACING)
     return config, pipe
