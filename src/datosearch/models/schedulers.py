@@ -1,7 +1,7 @@
 """Common diffusers schedulers on the embedded model, each built with `from_config(pipe.scheduler.config)`.
 
-Deterministic samplers are scored by PSNR against a converged reference (DPM-Solver++ 2M, 100 steps, same
-prompts and seeds); stochastic ones, which converge to other samples, by prompt adherence and FID-proxy
+Deterministic samplers are scored by PSNR against a converged reference (DPM-Solver++ 2M, 100 steps with
+linspace timesteps, same prompts and seeds); stochastic ones, which converge to other samples, by prompt adherence and FID-proxy
 against the held-out real digits. `scheduler_matrix()` measures all of them (bench/schedulers_embedded.py,
 the slow tests); docs/embedded.md has the numbers.
 """
@@ -16,6 +16,7 @@ import diffusers
 import torch
 
 from ..objectives.paired import paired_metrics
+from ..search.trajectory import CONVERGED_SCHEDULER, CONVERGED_SPACING, CONVERGED_STEPS
 from . import digits as dg
 from .embedded import generate_images
 
@@ -40,8 +41,9 @@ STOCHASTIC: dict[str, tuple[str, dict[str, Any]]] = {
     "euler-ancestral": ("EulerAncestralDiscreteScheduler", {}),
     "dpmpp-2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
 }
-REFERENCE = DETERMINISTIC["dpmpp-2m"]
-REFERENCE_STEPS = 100
+# the studies' converged reference (search.trajectory): DPM-Solver++ 2M, 100 steps, linspace timesteps
+REFERENCE = (CONVERGED_SCHEDULER, {**DETERMINISTIC["dpmpp-2m"][1], "timestep_spacing": CONVERGED_SPACING})
+REFERENCE_STEPS = CONVERGED_STEPS
 HELDOUT_SEED = 777000  # generator seeds no other measurement of the model uses
 
 
