@@ -32,15 +32,16 @@ def test_anchors_round_trip(kind):
             assert decode(params, cfg).key() == anchor.key()
             assert set(params) == set(distributions(cfg))
     # the intervals genome cannot mix reuse and shallow calls, nor segments longer than max_interval (6)
-    missing = {"calls": set(), "intervals": {"deepcache-N8-b0", "deepcache-N10-b0", "dato-coco-r0.4-resampled"}}
+    missing = {"calls": set(), "intervals": {"deepcache-N7-b0", "deepcache-N8-b0", "deepcache-N9-b0", "deepcache-N10-b0",
+                                          "dato-coco-r0.4-resampled"}}
     assert {a.meta["name"] for a in anchor_schedules(UNET, cfg.n_calls)} - set(expressed) == missing[kind]
 
 
 def test_dato_coco_51_calls_is_an_anchor():
     names = [s.meta["name"] for s in anchor_schedules(UNET, 51)]
-    assert names == ["full"] + [f"deepcache-N{n}-b0" for n in (2, 3, 4, 5, 6, 8, 10)] + [
+    assert names == ["full"] + [f"deepcache-N{n}-b0" for n in range(2, 11)] + [
         "deepcache-nonuniform-N5-b0", "deepcache-nonuniform-N8-b0", "dato-coco-r0.4", "ratio-0.3", "ratio-0.5"]
-    coco = anchor_schedules(UNET, 51)[10]
+    coco = anchor_schedules(UNET, 51)[names.index("dato-coco-r0.4")]
     assert encode(coco, config(n_calls=51)) is not None
 
 

@@ -64,7 +64,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
     g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence (default fid,latency)")
     g.add_argument("--reference", choices=["converged", "full"],
-                   help="quality is measured against: converged (default; DPM-Solver++ 2M at 100 steps, fair to "
+                   help="quality is measured against: converged (default; DPM-Solver++ 2M at 100 linspace steps, fair to "
                         "every sampler) or full (the study's own full compute)")
     g.add_argument("--latency", dest="latency_mode", choices=["model", "measured"],
                    help="latency objective: model (default; predicted from the plan by a cost model calibrated once "

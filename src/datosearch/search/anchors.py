@@ -11,7 +11,7 @@ from ..space.placement import deepcache_nonuniform
 from ..space.schedule import DATO_COCO_CODES, FULL, REUSE, Action, PruneConfig, Schedule
 from .trajectory import SCHEDULERS
 
-DEEPCACHE_INTERVALS = (2, 3, 4, 5, 6, 8, 10)
+DEEPCACHE_INTERVALS = tuple(range(2, 11))  # uniform N=2..10, the ladder users compare against
 NONUNIFORM_INTERVALS = (5, 8)  # DeepCache's non-uniform placement (center 15, power 1.4), as users know it
 NONUNIFORM_CENTER = 15
 CONSTANT_RATIOS = (0.3, 0.5)
