@@ -36,7 +36,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['hardware']}, torch {report['torch']}, diffusers {report['diffusers']}, float32. "
         f"{report['images']} images (prompts 0..9 in turn), generator seeds {report['seed']}+ (one per 20 prompts); "
         f"every scheduler is `from_config(pipe.scheduler.config)` of the shipped config. Reference: "
-        f"DPM-Solver++ 2M, {ref['steps']} steps (adherence {ref['adherence']:.0%}, FID-proxy {ref['fid_proxy']}). "
+        f"DPM-Solver++ 2M, {ref['steps']} steps, linspace timesteps (adherence {ref['adherence']:.0%}, "
+        f"FID-proxy {ref['fid_proxy']}). "
         f"Total {report['seconds']:.0f} s.",
         "",
         "Deterministic: mean per-image PSNR (dB) vs the reference; adherence and FID-proxy vs held-out real "
