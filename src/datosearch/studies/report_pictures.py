@@ -100,7 +100,7 @@ def make_pictures(pipe: Any, config: StudyConfig, schedules: Sequence[tuple[str,
 
 
 def _img(uri: str, alt: str) -> str:
-    return f"<img src='{uri}' alt='{html.escape(alt, quote=True)}' decoding='async'>"  # off the main thread
+    return f"<img src='{uri}' alt='{html.escape(alt, quote=True)}'>"
 
 
 def pictures_html(p: Pictures) -> str:
