@@ -1,8 +1,8 @@
 """Common diffusers schedulers on the embedded model, each built with `from_config(pipe.scheduler.config)`.
 
 Deterministic samplers are scored by PSNR against a converged reference (DPM-Solver++ 2M, 100 steps with
-linspace timesteps, same prompts and seeds); stochastic ones, which converge to other samples, by prompt adherence and FID-proxy
-against the held-out real digits. `scheduler_matrix()` measures all of them (bench/schedulers_embedded.py,
+linspace timesteps, same prompts and seeds); stochastic ones, which converge to other samples, by prompt
+adherence and FID-proxy against the held-out real digits. `scheduler_matrix()` measures all of them (bench/schedulers_embedded.py,
 the slow tests); docs/embedded.md has the numbers.
 """
 

@@ -171,16 +171,15 @@ def reference_images(pipe: Any, config: Any, cache_dir: Path) -> torch.Tensor:
     calib = calibration(config)
     key = dict(model=config.model, prompts=config.prompts, seeds=config.seeds, resolution=[config.height, config.width],
                steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, dtype=config.dtype)
-    if config.reference != "converged":
-        with using_scheduler(pipe, config.scheduler):
-            return obj.load_or_compute_reference(cache_dir, obj.reference_key(**key), lambda: generate(pipe, calib))
-    key.update(steps=CONVERGED_STEPS, scheduler=CONVERGED_SCHEDULER)
-    spacing = config.converged_spacing
-    if spacing is not None:  # studies made before the spacing was fixed keep the scheduler config's own
-        key.update(timestep_spacing=spacing)
-    with using_converged(pipe, spacing):
+    steps, swapped = config.steps, using_scheduler(pipe, config.scheduler)
+    if config.reference == "converged":
+        steps, swapped = CONVERGED_STEPS, using_converged(pipe, config.converged_spacing)
+        key.update(steps=steps, scheduler=CONVERGED_SCHEDULER)
+        if config.converged_spacing is not None:  # studies made before the spacing was fixed keep the config's own
+            key.update(timestep_spacing=config.converged_spacing)
+    with swapped:
         return obj.load_or_compute_reference(cache_dir, obj.reference_key(**key),
-                                             lambda: generate(pipe, calib, steps=CONVERGED_STEPS))
+                                             lambda: generate(pipe, calib, steps=steps))
 
 
 def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:
