@@ -114,6 +114,18 @@ def test_converged_reference_must_match_the_image_count(pipe, converged):
         ho.score_heldout(pipe, [None], N_IMAGES + 1, steps=STEPS, converged=converged)
 
 
+def test_the_converged_reference_states_its_own_realism(pipe, converged, monkeypatch):
+    import dataclasses
+
+    ref = dataclasses.replace(converged)
+    assert ref.describe()["fid_real"] is None  # not scored yet
+    seen = []
+    monkeypatch.setattr(ho, "real_fid", lambda n, device: lambda images: seen.append(images) or 42.0)
+    rows = ho.score_heldout(pipe, [None], N_IMAGES, steps=STEPS, converged=ref, repeats=1, latency_images=1)
+    assert ref.describe()["fid_real"] == 42.0 and torch.equal(seen[0], converged.images)
+    assert rows[0]["fid_real"] == 42.0
+
+
 def test_full_compute_rows(rows):
     study, hooked = rows[0], rows[1]
     assert study["psnr_fullcompute"] == 100.0  # capped: identical images

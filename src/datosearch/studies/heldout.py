@@ -84,7 +84,9 @@ def _key(pipe: Any, calib: Calibration, model: str, steps: int) -> dict[str, Any
 
 @dataclass
 class ConvergedReference:
-    """The converged images and the convergence check (PSNR of `steps` vs `check_steps` on `check_images`)."""
+    """The converged images, the convergence check (PSNR of `steps` vs `check_steps` on `check_images`)
+    and the images' own FID-proxy against real digits (set by `score_heldout`): the realism of the
+    trajectory every schedule approaches, which fewer-step solvers can undercut by their own error."""
 
     images: torch.Tensor
     scheduler: str
@@ -92,9 +94,10 @@ class ConvergedReference:
     check_psnr_db: float | None = None
     check_images: int = 0
     check_steps: int = 0
+    fid_real: float | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"scheduler": self.scheduler, "steps": self.steps, "images": len(self.images),
+        return {"scheduler": self.scheduler, "steps": self.steps, "images": len(self.images), "fid_real": self.fid_real,
                 "check": {"psnr_db": self.check_psnr_db, "images": self.check_images,
                           "steps": [self.steps, self.check_steps]}}
 
@@ -180,6 +183,8 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     elif len(converged.images) != n_images:
         raise ValueError(f"the converged reference holds {len(converged.images)} images, not {n_images}")
     fid = real_fid(n_images, device)
+    if fid is not None and converged.fid_real is None:
+        converged.fid_real = fid(converged.images)
     with using_scheduler(pipe, scheduler) as study_scheduler:
         study_scheduler_name = type(study_scheduler).__name__
         log(f"full compute: {study_scheduler_name} {calib.steps} steps, {n_images} images")
