@@ -24,12 +24,10 @@ import torch
 
 from datosearch import objectives as obj
 from datosearch.objectives.costmodel import calibrate
-from datosearch.search.evaluator import Evaluator
-from datosearch.search.trajectory import class_name, using_scheduler
+from datosearch.search.trajectory import class_name
 from datosearch.space.placement import from_full_calls, full_positions
 from datosearch.space.schedule import REUSE, Schedule
-from datosearch.studies.build import load_pipeline, n_calls
-from datosearch.studies.heldout import converged_reference, heldout_calibration, real_fid
+from heldout_setup import held_out
 
 RESULTS = Path(__file__).parent / "results"
 BASES = (("dpmpp2m", 15), ("dpmpp2m", 20), ("dpmpp2m", 25), ("unipc", 15), ("unipc", 20), ("pndm", 25), ("pndm", 50))
@@ -47,18 +45,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=60)
     args = p.parse_args()
-    torch.set_num_threads(1)
     start = time.perf_counter()
-    pipe, _ = load_pipeline("embedded")
-    calib = heldout_calibration(pipe, args.images, 50, None, 30)
-    conv = converged_reference(pipe, calib.prompts, calib.seeds, guidance=calib.guidance, batch_size=30)
-    fid = real_fid(args.images)
-    ev = Evaluator(pipe, calib, [], reference=conv.images, fid=lambda _: 0.0, latency_images=4,
-                   measure_latency=lambda run: obj.measure_latency(run, "cpu", 0, 1, clock="process").median_s)
-
-    def calls(scheduler: str, steps: int) -> int:
-        with using_scheduler(pipe, scheduler):
-            return n_calls(pipe, steps)
+    h = held_out(args.images, 30, latency_images=4,
+                 measure_latency=lambda run: obj.measure_latency(run, "cpu", 0, 1, clock="process").median_s)
+    pipe, conv, fid, ev, calls = h.pipe, h.conv, h.fid, h.ev, h.calls
 
     solvers = ["PNDMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler"]
     model = calibrate(ev.measured_latency, pipe.unet, calls, solvers, [10, 50], branches=[0], repeats=3)

@@ -25,26 +25,18 @@ import torch
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
 from datosearch import objectives as obj
-from datosearch.search.evaluator import Evaluator
-from datosearch.search.trajectory import using_scheduler
 from datosearch.space.placement import from_full_calls, full_positions
 from datosearch.space.schedule import REUSE, Schedule
-from datosearch.studies.build import load_pipeline, n_calls
-from datosearch.studies.heldout import converged_reference, heldout_calibration, real_fid
+from heldout_setup import HeldOut, held_out
 
 RESULTS = Path(__file__).parent / "results"
 FULL_STEPS = (("unipc", (5, 7, 10, 25)), ("dpmpp2m", (5, 7, 10, 25, 50)), ("pndm", (50,)))
 FORECASTS = tuple(itertools.product((5, 7), (0.6, 0.8), ("reuse", "shallow b0"), (1, 2)))
 
 
-def calls(pipe: Any, scheduler: str, steps: int) -> int:
-    with using_scheduler(pipe, scheduler):
-        return n_calls(pipe, steps)
-
-
-def forecast(pipe: Any, k: int, warp: float, action: str, order: int) -> Schedule:
+def forecast(h: HeldOut, k: int, warp: float, action: str, order: int) -> Schedule:
     """k full calls on DPM-Solver++ 2M at 2k steps, the other k calls forecast (reuse or shallow branch 0)."""
-    n = calls(pipe, "dpmpp2m", 2 * k)
+    n = h.calls("dpmpp2m", 2 * k)
     plan = from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE if action == "reuse" else 0,
                            scheduler="dpmpp2m", steps=2 * k)
     return plan.with_forecast(order, 1.0)
@@ -54,14 +46,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=200)
     args = p.parse_args()
-    torch.set_num_threads(1)
     start = time.perf_counter()
-    pipe, _ = load_pipeline("embedded")
-    calib = heldout_calibration(pipe, args.images, 50, None, 25)
-    conv = converged_reference(pipe, calib.prompts, calib.seeds, guidance=calib.guidance, batch_size=25)
-    fid = real_fid(args.images)
-    ev = Evaluator(pipe, calib, [], reference=conv.images, fid=lambda _: 0.0, latency_images=1,
-                   measure_latency=lambda run: 0.0)
+    h = held_out(args.images, 25)
+    conv, fid, ev = h.conv, h.fid, h.ev
     rows: list[dict[str, Any]] = []
 
     def score(label: str, images: torch.Tensor) -> None:
@@ -74,10 +61,10 @@ def main() -> int:
     score("converged reference: DPM-Solver++ 2M 100", conv.images)
     for name, counts in FULL_STEPS:
         for steps in counts:
-            score(f"{name} {steps} steps", ev.images(Schedule.full(calls(pipe, name, steps), scheduler=name, steps=steps)))
+            score(f"{name} {steps} steps", ev.images(Schedule.full(h.calls(name, steps), scheduler=name, steps=steps)))
     for k, warp, action, order in FORECASTS:
         score(f"dpmpp2m {2 * k}: {k} full, warp {warp}, forecast {action} o{order}",
-              ev.images(forecast(pipe, k, warp, action, order)))
+              ev.images(forecast(h, k, warp, action, order)))
     fids = torch.tensor([r["fid_real"] for r in rows])
     tau = {key: float(kendall_rank_corrcoef(torch.tensor([r[key] for r in rows]), fids, variant="b"))
            for key in ("psnr_converged", "contrast", "brightness")}
