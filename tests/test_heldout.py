@@ -161,6 +161,15 @@ def test_real_fid_dimensions_and_zero_on_real_digits():
     assert fid(torch.rand(100, 1, 32, 32)) > 10
 
 
+def test_converged_fid_is_zero_on_the_converged_images_themselves():
+    digits = heldout_digits()[0][:200]
+    ref = ho.ConvergedReference(digits, "DPMSolverMultistepScheduler", 100)
+    assert ho.converged_fid(ho.ConvergedReference(digits[:N_IMAGES], "DPMSolverMultistepScheduler", 100)) is None
+    fid = ho.converged_fid(ref)
+    assert fid is not None and fid.num_features < len(digits)
+    assert fid(digits) < 1e-3 and fid(torch.rand(200, 1, 32, 32)) > 10
+
+
 # ----------------------------------------------------------------------------- dominance
 def _row(name: str, speed: float, psnr: float, fid: float | None = None) -> dict:
     return {"name": name, "speedup_vs_fullcompute": speed, "psnr_converged": psnr, "fid_real": fid}

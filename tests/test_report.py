@@ -37,7 +37,7 @@ URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 def _fake_heldout(entries):
     """Held-out rows with known numbers (the real re-scoring is tested in test_launch/test_heldout)."""
     rows = [{"name": f"t{e.trial.number}", "speedup_vs_fullcompute": 1.5 + 0.25 * k, "speedup_range": [1.4, 1.6],
-             "fid_real": 40.0 + k, "psnr_converged": 30.0 + k / 8, "psnr_fullcompute": 35.0 + k / 16,
+             "fid_real": 40.0 + k, "fid_converged": 2.0 + k, "psnr_converged": 30.0 + k / 8, "psnr_fullcompute": 35.0 + k / 16,
              "beats": ["deepcache-N2-b0"] if k == 0 else []} for k, e in enumerate(entries)]
     return {"n_images": 6, "seed0": 777000, "reference": {"scheduler": "DPMSolverMultistepScheduler", "steps": 100},
             "dominance": {"speed": 0.95, "psnr_db": 1.0, "fid_slack": 0.1, "fid_margin": 0.2}, "front": rows,
@@ -82,10 +82,11 @@ def test_front_table_rows_are_the_index_rows(tiny):
         assert row[1][0] == f"{e['speedup']:.2f}x" and row[2] == [f"{e['values']['fid']:.4g}"]
         assert row[3] == [f"{e['paired']['psnr']:.2f}"]  # PSNR on the search images
         assert row[4][0] == f"{h['speedup_vs_fullcompute']:.2f}x" and row[5] == [f"{h['fid_real']:.3g}"]
-        assert row[6] == [f"{h['psnr_converged']:.2f}"] and row[7] == [f"{h['psnr_fullcompute']:.2f}"]
+        assert row[6] == [f"{h['fid_converged']:.3g}"]
+        assert row[7] == [f"{h['psnr_converged']:.2f}"] and row[8] == [f"{h['psnr_fullcompute']:.2f}"]
         c = e["counts"]
-        assert row[8] == [str(c["full"]), "/", str(c["shallow"]), "/", str(c["reuse"]), "/", str(c["forecast"])]
-        assert " ".join(row[11]) == (", ".join(h["beats"]) or "none")
+        assert row[9] == [str(c["full"]), "/", str(c["shallow"]), "/", str(c["reuse"]), "/", str(c["forecast"])]
+        assert " ".join(row[12]) == (", ".join(h["beats"]) or "none")
     assert "deepcache-N2-b0" in " ".join(sum(_cells(page, "anchors")[0], []))
 
 

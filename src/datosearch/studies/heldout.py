@@ -7,6 +7,9 @@ Every number names the reference it is measured against:
   across samplers and step counts; `converged_reference` also reports 100 vs 200 steps;
 - ``psnr_fullcompute`` / ``ssim_fullcompute``: the study's own full compute of the same seeds (fidelity);
 - ``fid_real``: FID-proxy (embedded-digits features) against the real held-out digits;
+- ``fid_converged``: the same FID-proxy against the converged images of the same seeds: the shift
+  from what the model draws at convergence (0 for the converged run itself), beside the shift from
+  real digits, which a model's own converged samples need not minimise;
 - ``speedup_vs_fullcompute``: end-to-end time of the study's full compute over the schedule's, timed
   interleaved in this process (round-robin over all schedules; median over `repeats` rounds of the
   ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread), on the
@@ -143,14 +146,24 @@ def count_calls(unet: torch.nn.Module) -> Iterator[dict[str, int]]:
             h.remove()
 
 
-def real_fid(n_images: int, device: str | torch.device = "cpu") -> obj.FidProxy | None:
-    """FID-proxy against the real held-out digits, with fewer feature dimensions than `n_images`
-    (None when `n_images` is too small for any: the covariance would be singular)."""
+def _digit_features(n_images: int, device: str | torch.device) -> torch.nn.Module | None:
+    """Embedded-digits features with fewer dimensions than `n_images` (None when too few images for
+    any: the covariance would be singular)."""
     prompts, _ = heldout_prompts(n_images)
     extractor = make_extractor(SimpleNamespace(extractor="embedded-digits", prompts=prompts), str(device))
-    if extractor.num_features >= n_images:
-        return None
-    return obj.FidProxy(extractor, reference_images=heldout_digits()[0])
+    return None if extractor.num_features >= n_images else extractor
+
+
+def real_fid(n_images: int, device: str | torch.device = "cpu") -> obj.FidProxy | None:
+    """FID-proxy of `n_images` images against the real held-out digits (None: too few images)."""
+    extractor = _digit_features(n_images, device)
+    return None if extractor is None else obj.FidProxy(extractor, reference_images=heldout_digits()[0])
+
+
+def converged_fid(converged: ConvergedReference, device: str | torch.device = "cpu") -> obj.FidProxy | None:
+    """FID-proxy against the converged reference's own images (None: too few images)."""
+    extractor = _digit_features(len(converged.images), device)
+    return None if extractor is None else obj.FidProxy(extractor, reference_images=converged.images)
 
 
 def _name(schedule: Schedule | None, k: int) -> str:
@@ -185,6 +198,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     fid = real_fid(n_images, device)
     if fid is not None and converged.fid_real is None:
         converged.fid_real = fid(converged.images)
+    fids = {"fid_real": fid, "fid_converged": converged_fid(converged, device)}
     with using_scheduler(pipe, scheduler) as study_scheduler:
         study_scheduler_name = type(study_scheduler).__name__
         log(f"full compute: {study_scheduler_name} {calib.steps} steps, {n_images} images")
@@ -200,7 +214,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
             name = names[k] if names is not None else _name(schedule, k)
             log(f"[{k + 1}/{len(schedules)}] {name}: generating {n_images} images")
             images = full if schedule is None else ev.images(schedule)
-            rows.append(_quality(name, schedule, images, full, converged, fid, calib, study_scheduler_name, hardware))
+            rows.append(_quality(name, schedule, images, full, converged, fids, calib, study_scheduler_name, hardware))
         _time_interleaved(ev, pipe, schedules, rows, repeats, log)
     return rows
 
@@ -211,8 +225,8 @@ def _scheduler_name(schedule: Schedule | None, study_scheduler: str) -> str:
 
 
 def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: torch.Tensor,
-             converged: ConvergedReference, fid: obj.FidProxy | None, calib: Calibration, study_scheduler: str,
-             hardware: str) -> dict[str, Any]:
+             converged: ConvergedReference, fids: dict[str, obj.FidProxy | None], calib: Calibration,
+             study_scheduler: str, hardware: str) -> dict[str, Any]:
     """Everything but timing and call counts for one schedule's held-out images."""
     obj.check_images(images, name)
     vs_conv = obj.paired_metrics(images, converged.images)
@@ -223,7 +237,7 @@ def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: t
         "steps": steps_of(schedule, calib.steps), "n_images": len(images), "seed0": calib.seeds[0],
         "psnr_converged": vs_conv["psnr"], "ssim_converged": vs_conv["ssim"],
         "psnr_fullcompute": vs_full["psnr"], "ssim_fullcompute": vs_full["ssim"],
-        "fid_real": fid(images) if fid is not None else None,
+        **{key: fid(images) if fid is not None else None for key, fid in fids.items()},
         "adherence": prompt_adherence(images, digits),
         "schedule_key": schedule.key() if schedule is not None else None, "device": hardware,
     }
@@ -286,4 +300,4 @@ def beaten_anchors(row: dict[str, Any], anchors: Sequence[dict[str, Any]]) -> li
 
 __all__ = ["CHECK_IMAGES", "FID_MARGIN", "FID_SLACK", "HELDOUT_SEED0", "PSNR_MARGIN_DB", "SPEED_TOLERANCE", "ConvergedReference",
            "beaten_anchors", "converged_reference", "count_calls", "dominates", "heldout_calibration",
-           "heldout_prompts", "real_fid", "score_heldout"]
+           "heldout_prompts", "converged_fid", "real_fid", "score_heldout"]

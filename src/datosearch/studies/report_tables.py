@@ -42,6 +42,16 @@ def _pruning(summary: dict[str, Any] | None) -> str:
             f"{_esc(summary['selection'])}" + (", per-call scale" if summary.get("per_call") else ""))
 
 
+HELDOUT_QUALITY = (("FID-proxy vs real digits", ""), ("FID-proxy vs converged", ""), ("PSNR vs converged", "dB"),
+                   ("PSNR vs full compute", "dB"))  # (column, unit) of `_heldout_quality`
+
+
+def _heldout_quality(row: dict[str, Any]) -> list[str]:
+    """A held-out row's quality cells, in `HELDOUT_QUALITY` order."""
+    return [_num(row.get("fid_real"), ".3g"), _num(row.get("fid_converged"), ".3g"),
+            _num(row.get("psnr_converged"), ".2f"), _num(row.get("psnr_fullcompute"), ".2f")]
+
+
 def front_table(index: dict[str, Any], latency_how: str) -> str:
     """One row per exported schedule, fastest first: search and held-out values, calls, pruning, anchors beaten."""
     names = [o["name"] for o in index["objectives"]]
@@ -51,8 +61,8 @@ def front_table(index: dict[str, Any], latency_how: str) -> str:
     header = ["file", "speedup (search)"] + [f"{QUALITY.get(n, n).split(' (')[0]} (search)" for n in quality]
     header += [f"PSNR vs {reference} (search, dB)"] if paired_psnr else []
     held = index.get("heldout")
-    header += ["speedup (held-out)", "FID-proxy vs real digits (held-out)", "PSNR vs converged (held-out, dB)",
-               "PSNR vs full compute (held-out, dB)"] if held else []
+    if held:
+        header += ["speedup (held-out)"] + [f"{n} (held-out{', ' + u if u else ''})" for n, u in HELDOUT_QUALITY]
     header += ["calls full / shallow / reuse / forecast", "trajectory", "token pruning"]
     header += ["beats on held-out images"] if held else []
     rows = []
@@ -70,8 +80,7 @@ def front_table(index: dict[str, Any], latency_how: str) -> str:
                speed] + [_num(e["values"].get(n), ".4g") for n in quality]
         row += [_num(e.get("paired", {}).get("psnr"), ".2f")] if paired_psnr else []
         trajectory = f"{_esc(e['trajectory']['scheduler'])}, {e['trajectory']['steps']} steps"
-        row += [held_speed, _num(h.get("fid_real"), ".3g"), _num(h.get("psnr_converged"), ".2f"),
-                _num(h.get("psnr_fullcompute"), ".2f")] if held else []
+        row += [held_speed, *_heldout_quality(h)] if held else []
         row += [f"{c['full']} / {c['shallow']} / {c['reuse']} / {c.get('forecast', 0)}", trajectory,
                 _pruning(e.get("pruning"))]
         row += [f"<small>{', '.join(_esc(b) for b in h.get('beats', [])) or ('none' if h else '—')}</small>"] if held else []
@@ -101,12 +110,10 @@ def anchor_table(held: dict[str, Any] | None) -> str:
     """The compared anchors' held-out rows (what the front is judged against)."""
     if not held or not held.get("anchors"):
         return ""
-    rows = [[_esc(a["name"]), _num(a.get("speedup_vs_fullcompute"), ".2f", "x"), _num(a.get("fid_real"), ".3g"),
-             _num(a.get("psnr_converged"), ".2f"), _num(a.get("psnr_fullcompute"), ".2f")]
+    rows = [[_esc(a["name"]), _num(a.get("speedup_vs_fullcompute"), ".2f", "x"), *_heldout_quality(a)]
             for a in sorted(held["anchors"], key=lambda a: -a.get("speedup_vs_fullcompute", 0.0))]
-    return ("<h3>Anchors on the same held-out images</h3>" + _table(
-        ["anchor", "speedup", "FID-proxy vs real digits", "PSNR vs converged (dB)", "PSNR vs full compute (dB)"],
-        rows, "anchors"))
+    header = ["anchor", "speedup"] + [f"{n} ({u})" if u else n for n, u in HELDOUT_QUALITY]
+    return "<h3>Anchors on the same held-out images</h3>" + _table(header, rows, "anchors")
 
 
 def trial_counts(study: optuna.Study, config: StudyConfig) -> dict[str, int]:
