@@ -24,6 +24,7 @@ from datosearch.studies.export import build_export, stored_heldout
 from datosearch.studies.front import pareto_front
 from datosearch.studies.report import render_report, write_report
 from datosearch.studies.report_pictures import DEFAULT_PICTURES, png_data_uri, upscale_factor
+from datosearch.studies.report_tables import beaten_summary
 from datosearch.studies.report_scatter import quality_figures
 from datosearch.studies.reproduce import reproduce_command
 from datosearch.studies.resolve import resolve
@@ -86,7 +87,7 @@ def test_front_table_rows_are_the_index_rows(tiny):
         assert row[7] == [f"{h['psnr_converged']:.2f}"] and row[8] == [f"{h['psnr_fullcompute']:.2f}"]
         c = e["counts"]
         assert row[9] == [str(c["full"]), "/", str(c["shallow"]), "/", str(c["reuse"]), "/", str(c["forecast"])]
-        assert " ".join(row[12]) == (", ".join(h["beats"]) or "none")
+        assert " ".join(row[12]) == (beaten_summary(h["beats"]) or "none")
     assert "deepcache-N2-b0" in " ".join(sum(_cells(page, "anchors")[0], []))
 
 
@@ -257,3 +258,10 @@ def test_run_writes_the_export_then_the_report_with_its_rows(tmp_path, monkeypat
     assert [r[0][0] for r in _cells(page, "front")] == [e["file"] for e in sorted(
         index["entries"], key=lambda e: -e["speedup"])]
     assert f"{DEFAULT_PICTURES} pictured" in page
+
+
+def test_beaten_anchors_fold_deepcache_intervals():
+    names = ["deepcache-N3-b0", "deepcache-N4-b0", "deepcache-N5-b0", "deepcache-N8-b0", "deepcache-nonuniform-N5-b0",
+             "deepcache-nonuniform-N8-b0", "deepcache-N2-b1", "unipc-7"]
+    assert beaten_summary(names) == "DeepCache N=3-5, 8, non-uniform N=5, 8; deepcache-N2-b1; unipc-7"
+    assert beaten_summary([]) == "" and beaten_summary(["pndm-5"]) == "pndm-5"

@@ -7,6 +7,7 @@ holds, so the report and the export cannot disagree.
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from typing import Any, Sequence
 
@@ -52,6 +53,31 @@ def _heldout_quality(row: dict[str, Any]) -> list[str]:
             _num(row.get("psnr_converged"), ".2f"), _num(row.get("psnr_fullcompute"), ".2f")]
 
 
+def _runs(numbers: list[int]) -> str:
+    """3, 4, 5, 8 -> '3-5, 8'."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
+def beaten_summary(names: Sequence[str]) -> str:
+    """Anchor names, DeepCache ones (branch 0) folded by interval: 'DeepCache N=3-10, non-uniform N=5, 8; pndm-7'."""
+    folded: dict[str, list[int]] = {"": [], "non-uniform ": []}
+    rest = []
+    for name in names:
+        match = re.fullmatch(r"deepcache-(nonuniform-)?N(\d+)-b0", name)
+        if match:
+            folded["non-uniform " if match.group(1) else ""].append(int(match.group(2)))
+        else:
+            rest.append(name)
+    deepcache = ", ".join(f"{kind}N={_runs(ns)}" for kind, ns in folded.items() if ns)
+    return "; ".join(([f"DeepCache {deepcache}"] if deepcache else []) + rest)
+
+
 def front_table(index: dict[str, Any], latency_how: str) -> str:
     """One row per exported schedule, fastest first: search and held-out values, calls, pruning, anchors beaten."""
     names = [o["name"] for o in index["objectives"]]
@@ -83,7 +109,9 @@ def front_table(index: dict[str, Any], latency_how: str) -> str:
         row += [held_speed, *_heldout_quality(h)] if held else []
         row += [f"{c['full']} / {c['shallow']} / {c['reuse']} / {c.get('forecast', 0)}", trajectory,
                 _pruning(e.get("pruning"))]
-        row += [f"<small>{', '.join(_esc(b) for b in h.get('beats', [])) or ('none' if h else '—')}</small>"] if held else []
+        beats = h.get("beats", [])
+        row += [f"<small title='{_esc(', '.join(beats))}'>{_esc(beaten_summary(beats)) or ('none' if h else '—')}</small>"
+                ] if held else []
         rows.append(row)
     if held:
         ref = held.get("reference", {})
