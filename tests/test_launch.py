@@ -48,7 +48,7 @@ def test_latency_comes_from_the_stored_cost_model(default_study):
     assert full.user_attrs[SPEEDUP_ATTR] == 1.0 and full.user_attrs[LATENCY_ATTR] == full.values[1]
 
 
-def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(default_study, monkeypatch):
+def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(default_study, monkeypatch, capsys):
     study, url, root = default_study
     stored = study.user_attrs[COSTMODEL_ATTR]
     with one_thread():
@@ -57,7 +57,9 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
     assert optuna.load_study(study_name="d", storage=url).user_attrs[COSTMODEL_ATTR] == stored  # not recalibrated
     monkeypatch.chdir(root)
     with one_thread():
+        capsys.readouterr()
         assert cli.main(["export", "--study", "d", "--storage", url, "--heldout", "6"]) == 0
+    assert "held-out: 6 images (seeds 777000+)" in capsys.readouterr().out
     index = json.loads((root / "exports" / "d" / "index.json").read_text())
     assert index["heldout"]["n_images"] == 6 and index["heldout"]["seed0"] == 777000
     assert index["heldout"]["reference"]["steps"] == 100 and index["heldout"]["anchors"]

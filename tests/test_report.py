@@ -20,11 +20,11 @@ from datosearch.search.attrs import ANCHOR_ATTR, BUDGET_ATTR, FAIL_ATTR, SPEEDUP
 from datosearch.space.schedule import Schedule
 from datosearch.studies import export_front, open_study
 from datosearch.studies import study as studies
-from datosearch.studies.export import build_export, stored_heldout
+from datosearch.studies.export import build_export, heldout_summary, stored_heldout
 from datosearch.studies.front import pareto_front
 from datosearch.studies.report import render_report, write_report
 from datosearch.studies.report_pictures import DEFAULT_PICTURES, png_data_uri, upscale_factor
-from datosearch.studies.report_tables import beaten_summary
+from datosearch.studies.export import beaten_summary
 from datosearch.studies.report_scatter import quality_figures
 from datosearch.studies.reproduce import reproduce_command
 from datosearch.studies.resolve import resolve
@@ -265,3 +265,15 @@ def test_beaten_anchors_fold_deepcache_intervals():
              "deepcache-nonuniform-N8-b0", "deepcache-N2-b1", "unipc-7"]
     assert beaten_summary(names) == "DeepCache N=3-5, 8, non-uniform N=5, 8; deepcache-N2-b1; unipc-7"
     assert beaten_summary([]) == "" and beaten_summary(["pndm-5"]) == "pndm-5"
+
+
+def test_heldout_summary_lists_the_rows_fastest_first(tiny):
+    _, _, root, _ = tiny
+    index = json.loads((root / "export" / "index.json").read_text())
+    lines = heldout_summary(index).splitlines()
+    assert lines[0].startswith("held-out: 6 images (seeds 777000+)")
+    assert len(lines) == 1 + sum("heldout" in e for e in index["entries"])
+    speeds = [float(re.search(r"([\d.]+)x  beats", line).group(1)) for line in lines[1:]]
+    assert speeds == sorted(speeds, reverse=True)
+    assert any("beats: DeepCache N=2" in line for line in lines[1:])
+    assert heldout_summary({"entries": index["entries"]}) is None  # not re-scored

@@ -9,6 +9,7 @@ that stopped before its budget because candidates kept failing (how many, and th
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
@@ -201,6 +202,7 @@ def _outputs(study: Any, name: str, url: str, pipe: Any = None, heldout: int = 0
     print(format_table(study, pareto_front(study)))
     index = export_front(study, Path("exports") / name, _heldout(study, url, pipe, heldout, RUN_TIMING_ROUNDS))
     print(f"exported {index}")
+    _print_heldout(index)
     print(_write_report(study, Path("reports") / f"{name}.html", url, pipe, export_dir=index.parent))
 
 
@@ -240,8 +242,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.heldout:
         _set_threads(args)
         _, pipe = resolve({}, stored_config(study))
-    print(export_front(study, args.out or Path("exports") / args.study, _heldout(study, url, pipe, args.heldout)))
+    index = export_front(study, args.out or Path("exports") / args.study, _heldout(study, url, pipe, args.heldout))
+    print(index)
+    _print_heldout(index)
     return 0
+
+
+def _print_heldout(index_path: Path) -> None:
+    """The export's held-out rows as text, if it was re-scored."""
+    from .studies.export import heldout_summary
+
+    summary = heldout_summary(json.loads(Path(index_path).read_text()))
+    if summary:
+        print(summary)
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ and `schedule_K.json` files left from an earlier, larger export are removed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -93,6 +94,51 @@ def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[li
         if stale.name not in written:
             stale.unlink()
     return path
+
+
+def _runs(numbers: list[int]) -> str:
+    """3, 4, 5, 8 -> '3-5, 8'."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
+def beaten_summary(names: Sequence[str]) -> str:
+    """Anchor names, DeepCache ones (branch 0) folded by interval: 'DeepCache N=3-10, non-uniform N=5, 8; pndm-7'."""
+    folded: dict[str, list[int]] = {"": [], "non-uniform ": []}
+    rest = []
+    for name in names:
+        match = re.fullmatch(r"deepcache-(nonuniform-)?N(\d+)-b0", name)
+        if match:
+            folded["non-uniform " if match.group(1) else ""].append(int(match.group(2)))
+        else:
+            rest.append(name)
+    deepcache = ", ".join(f"{kind}N={_runs(ns)}" for kind, ns in folded.items() if ns)
+    return "; ".join(([f"DeepCache {deepcache}"] if deepcache else []) + rest)
+
+
+def heldout_summary(index: dict[str, Any]) -> str | None:
+    """The held-out rows of an export index as plain text, fastest first: PSNR vs converged, FID-proxy
+    vs real digits, speedup, the anchors beaten; None when the export was not re-scored."""
+    held = index.get("heldout")
+    if not held:
+        return None
+    rows = sorted((e for e in index["entries"] if e.get("heldout")), key=lambda e: -e["heldout"]["speedup_vs_fullcompute"])
+    lines = [f"held-out: {held['n_images']} images (seeds {held['seed0']}+); PSNR vs the converged reference, "
+             f"FID-proxy vs real digits (the converged reference's own: {_fmt(held['reference'].get('fid_real'))}), speedup"]
+    for e in rows:
+        h = e["heldout"]
+        lines.append(f"  {e['file']:<16}  {h['psnr_converged']:6.2f} dB  {_fmt(h.get('fid_real')):>6}  "
+                     f"{h['speedup_vs_fullcompute']:6.2f}x  beats: {beaten_summary(h.get('beats', [])) or 'none'}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def stored_heldout(index_path: str | Path, study: optuna.Study, entries: Sequence[FrontEntry]) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ holds, so the report and the export cannot disagree.
 from __future__ import annotations
 
 import html
-import re
 from collections import Counter
 from typing import Any, Sequence
 
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 
 from ..search.attrs import COSTMODEL_ATTR, DEDUP_ATTR, FAIL_ATTR
 from .config import StudyConfig
+from .export import beaten_summary
 from .report_scatter import QUALITY, REFERENCE, broken_constraints
 from .reproduce import reproduce_command
 from .study import budget
@@ -51,31 +51,6 @@ def _heldout_quality(row: dict[str, Any]) -> list[str]:
     """A held-out row's quality cells, in `HELDOUT_QUALITY` order."""
     return [_num(row.get("fid_real"), ".3g"), _num(row.get("fid_converged"), ".3g"),
             _num(row.get("psnr_converged"), ".2f"), _num(row.get("psnr_fullcompute"), ".2f")]
-
-
-def _runs(numbers: list[int]) -> str:
-    """3, 4, 5, 8 -> '3-5, 8'."""
-    out: list[str] = []
-    for n in sorted(numbers):
-        if out and out[-1].split("-")[-1] == str(n - 1):
-            out[-1] = f"{out[-1].split('-')[0]}-{n}"
-        else:
-            out.append(str(n))
-    return ", ".join(out)
-
-
-def beaten_summary(names: Sequence[str]) -> str:
-    """Anchor names, DeepCache ones (branch 0) folded by interval: 'DeepCache N=3-10, non-uniform N=5, 8; pndm-7'."""
-    folded: dict[str, list[int]] = {"": [], "non-uniform ": []}
-    rest = []
-    for name in names:
-        match = re.fullmatch(r"deepcache-(nonuniform-)?N(\d+)-b0", name)
-        if match:
-            folded["non-uniform " if match.group(1) else ""].append(int(match.group(2)))
-        else:
-            rest.append(name)
-    deepcache = ", ".join(f"{kind}N={_runs(ns)}" for kind, ns in folded.items() if ns)
-    return "; ".join(([f"DeepCache {deepcache}"] if deepcache else []) + rest)
 
 
 def front_table(index: dict[str, Any], latency_how: str) -> str:
