@@ -10,8 +10,7 @@ import torch
 
 from datosearch import objectives as obj
 from datosearch.search.evaluator import Calibration, Evaluator
-from datosearch.search.trajectory import using_scheduler
-from datosearch.studies.build import load_pipeline, n_calls
+from datosearch.studies.build import load_pipeline, trajectory_table
 from datosearch.studies.heldout import ConvergedReference, converged_reference, heldout_calibration, real_fid
 
 
@@ -25,8 +24,7 @@ class HeldOut:
 
     def calls(self, scheduler: str, steps: int) -> int:
         """U-Net calls of one generation with `scheduler` at `steps` steps."""
-        with using_scheduler(self.pipe, scheduler):
-            return n_calls(self.pipe, steps)
+        return trajectory_table(self.pipe, [(scheduler, steps)])[0]["calls"]
 
 
 def held_out(images: int, batch_size: int, latency_images: int = 1,

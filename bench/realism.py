@@ -59,7 +59,8 @@ def main() -> int:
         std = images.std(dim=(1, 2, 3)) / conv.images.std(dim=(1, 2, 3))
         mean = images.mean(dim=(1, 2, 3)) / conv.images.mean(dim=(1, 2, 3))
         rows.append({"label": label, "psnr_converged": obj.paired_metrics(images, conv.images)["psnr"],
-                     "fid_real": fid(images), "fid_converged": fid_conv(images), "contrast": std.mean().item(), "brightness": mean.mean().item()})
+                     "fid_real": fid(images), "fid_converged": fid_conv(images), "contrast": std.mean().item(),
+                     "brightness": mean.mean().item()})
         print(" ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in rows[-1].values()), flush=True)
 
     score("converged reference: DPM-Solver++ 2M 100", conv.images)
@@ -87,11 +88,12 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              f"embedded-digits features against real held-out digits. Contrast / brightness: each image's pixel "
              f"standard deviation / mean divided by its converged image's, averaged. Kendall τ with the FID-proxy "
              f"over these rows: contrast {tau['contrast']:.2f}, brightness {tau['brightness']:.2f}, PSNR vs converged "
-             f"{tau['psnr_converged']:.2f}, FID-proxy vs converged {tau['fid_converged']:.2f}. Runtime {meta['runtime_s'] / 60:.1f} min. `bench/realism.py`.", "",
+             f"{tau['psnr_converged']:.2f}, FID-proxy vs converged {tau['fid_converged']:.2f}. Runtime "
+             f"{meta['runtime_s'] / 60:.1f} min. `bench/realism.py`.", "",
              "| images | PSNR vs converged | FID-proxy vs real | FID-proxy vs converged | contrast | brightness |",
              "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['label']} | {min(r['psnr_converged'], 99.99):.2f} | {r['fid_real']:.1f} | {r['fid_converged']:.2f} | "
-              f"{r['contrast']:.4f} | {r['brightness']:.4f} |" for r in rows]
+    lines += [f"| {r['label']} | {min(r['psnr_converged'], 99.99):.2f} | {r['fid_real']:.1f} | "
+              f"{r['fid_converged']:.2f} | {r['contrast']:.4f} | {r['brightness']:.4f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -20,11 +20,10 @@ from datosearch.search.attrs import ANCHOR_ATTR, BUDGET_ATTR, FAIL_ATTR, SPEEDUP
 from datosearch.space.schedule import Schedule
 from datosearch.studies import export_front, open_study
 from datosearch.studies import study as studies
-from datosearch.studies.export import build_export, heldout_summary, stored_heldout
+from datosearch.studies.export import beaten_summary, build_export, heldout_summary, stored_heldout
 from datosearch.studies.front import pareto_front
 from datosearch.studies.report import render_report, write_report
 from datosearch.studies.report_pictures import DEFAULT_PICTURES, png_data_uri, upscale_factor
-from datosearch.studies.export import beaten_summary
 from datosearch.studies.report_scatter import quality_figures
 from datosearch.studies.reproduce import reproduce_command
 from datosearch.studies.resolve import resolve

@@ -127,9 +127,11 @@ def heldout_summary(index: dict[str, Any]) -> str | None:
     held = index.get("heldout")
     if not held:
         return None
-    rows = sorted((e for e in index["entries"] if e.get("heldout")), key=lambda e: -e["heldout"]["speedup_vs_fullcompute"])
+    rows = sorted((e for e in index["entries"] if e.get("heldout")),
+                  key=lambda e: -e["heldout"]["speedup_vs_fullcompute"])
+    own = _fmt(held["reference"].get("fid_real"))
     lines = [f"held-out: {held['n_images']} images (seeds {held['seed0']}+); PSNR vs the converged reference, "
-             f"FID-proxy vs real digits (the converged reference's own: {_fmt(held['reference'].get('fid_real'))}), speedup"]
+             f"FID-proxy vs real digits (the converged reference's own: {own}), speedup"]
     for e in rows:
         h = e["heldout"]
         lines.append(f"  {e['file']:<16}  {h['psnr_converged']:6.2f} dB  {_fmt(h.get('fid_real')):>6}  "
