@@ -11,7 +11,8 @@ import torch
 from datosearch import objectives as obj
 from datosearch.search.evaluator import Calibration, Evaluator
 from datosearch.studies.build import load_pipeline, trajectory_table
-from datosearch.studies.heldout import ConvergedReference, converged_reference, heldout_calibration, real_fid
+from datosearch.studies.heldout import (HELDOUT_SEED0, ConvergedReference, converged_reference, heldout_calibration,
+                                        real_fid)
 
 
 @dataclass
@@ -28,11 +29,13 @@ class HeldOut:
 
 
 def held_out(images: int, batch_size: int, latency_images: int = 1,
-             measure_latency: Callable[[Callable[[], Any]], float] = lambda run: 0.0) -> HeldOut:
-    """One torch thread, the embedded model, `images` held-out images (50 PLMS steps) and their converged reference."""
+             measure_latency: Callable[[Callable[[], Any]], float] = lambda run: 0.0,
+             seed0: int = HELDOUT_SEED0) -> HeldOut:
+    """One torch thread, the embedded model, `images` held-out images (50 PLMS steps; seeds from `seed0`:
+    0 gives a study's calibration batch) and their converged reference."""
     torch.set_num_threads(1)
     pipe, _ = load_pipeline("embedded")
-    calib = heldout_calibration(pipe, images, 50, None, batch_size)
+    calib = heldout_calibration(pipe, images, 50, None, batch_size, seed0)
     conv = converged_reference(pipe, calib.prompts, calib.seeds, guidance=calib.guidance, batch_size=batch_size)
     ev = Evaluator(pipe, calib, [], reference=conv.images, fid=lambda _: 0.0, latency_images=latency_images,
                    measure_latency=measure_latency)

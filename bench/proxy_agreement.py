@@ -3,9 +3,10 @@
     PYTHONPATH=src python bench/proxy_agreement.py --study demo [--storage URL] [--index exports/demo/index.json]
 
 Takes every schedule the export re-scored on held-out images (the front and the compared anchors; run
-`datosearch export --heldout N` first) and reports Kendall's tau between its search-time objective
-(the FID-proxy on the calibration images) and each held-out measure (PSNR against the converged
-reference and against full compute, FID-proxy against real held-out digits). Writes
+`datosearch export --heldout N` first) and reports Kendall's tau between each of its search-time
+quality objectives (the FID-proxy and, where the study has it, the feature shift, on the calibration
+images) and each held-out measure (PSNR against the converged reference and against full compute,
+FID-proxy against real held-out digits and against the converged images). Writes
 bench/results/proxy-agreement.json.
 """
 
@@ -22,7 +23,8 @@ from torchmetrics.functional.regression import kendall_rank_corrcoef
 from datosearch.search.attrs import ANCHOR_ATTR
 from datosearch.studies.storage import default_url
 
-MEASURES = {"psnr_converged": -1, "psnr_fullcompute": -1, "fid_real": 1}  # sign: lower proxy = better
+# sign: lower is better once the objective is in minimise form
+MEASURES = {"psnr_converged": -1, "psnr_fullcompute": -1, "fid_real": 1, "fid_converged": 1}
 
 
 def main() -> int:
@@ -34,17 +36,20 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=args.study, storage=args.storage or default_url(args.study))
     index = json.loads(Path(args.index or f"exports/{args.study}/index.json").read_text())
-    anchors = {t.user_attrs[ANCHOR_ATTR]: t.values[0] for t in study.trials
+    names = study.metric_names or ["fid"]
+    quality = [(i, n) for i, n in enumerate(names) if n not in ("latency", "macs")]
+    anchors = {t.user_attrs[ANCHOR_ATTR]: t.values for t in study.trials
                if t.values is not None and t.user_attrs.get(ANCHOR_ATTR)}
-    rows = {e["heldout"]["name"]: (e["values"][study.metric_names[0] if study.metric_names else "fid"], e["heldout"])
-            for e in index["entries"]}
+    rows = {e["heldout"]["name"]: ([e["values"][n] for n in names], e["heldout"]) for e in index["entries"]}
     rows.update({a["name"]: (anchors[a["name"]], a) for a in index["heldout"]["anchors"] if a["name"] in anchors})
-    proxy = [v for v, _ in rows.values()]
     out = {"study": args.study, "schedules": len(rows), "heldout_images": index["heldout"]["n_images"], "tau": {}}
-    for measure, sign in MEASURES.items():
-        pairs = [(v, sign * h[measure]) for v, h in rows.values() if h.get(measure) is not None]
-        a, b = (torch.tensor(col, dtype=torch.float64) for col in zip(*pairs))
-        out["tau"][measure] = float(kendall_rank_corrcoef(a, b, variant="b"))
+    for i, name in quality:
+        sign0 = 1 if study.directions[i] == optuna.study.StudyDirection.MINIMIZE else -1
+        out["tau"][name] = {}
+        for measure, sign in MEASURES.items():
+            pairs = [(sign0 * v[i], sign * h[measure]) for v, h in rows.values() if h.get(measure) is not None]
+            a, b = (torch.tensor(col, dtype=torch.float64) for col in zip(*pairs))
+            out["tau"][name][measure] = float(kendall_rank_corrcoef(a, b, variant="b"))
     print(json.dumps(out, indent=2))
     results = Path(__file__).parent / "results" / "proxy-agreement.json"
     results.write_text(json.dumps(out, indent=2) + "\n")

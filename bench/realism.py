@@ -34,6 +34,7 @@ from heldout_setup import HeldOut, held_out
 
 RESULTS = Path(__file__).parent / "results"
 FULL_STEPS = (("unipc", (5, 7, 10, 25)), ("dpmpp2m", (5, 7, 10, 25, 50)), ("pndm", (50,)))
+CONVERGED_LABEL = "converged reference: DPM-Solver++ 2M 100"
 FORECASTS = tuple(itertools.product((5, 7), (0.6, 0.8), ("reuse", "shallow b0"), (1, 2)))
 
 
@@ -43,6 +44,14 @@ def forecast(h: HeldOut, k: int, warp: float, action: str, order: int) -> Schedu
     plan = from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE if action == "reuse" else 0,
                            scheduler="dpmpp2m", steps=2 * k)
     return plan.with_forecast(order, 1.0)
+
+
+def schedules(h: HeldOut) -> list[tuple[str, Schedule]]:
+    """The rows after the converged reference's: full compute at fewer steps, then the forecasts."""
+    out = [(f"{name} {steps} steps", Schedule.full(h.calls(name, steps), scheduler=name, steps=steps))
+           for name, counts in FULL_STEPS for steps in counts]
+    return out + [(f"dpmpp2m {2 * k}: {k} full, warp {warp}, forecast {action} o{order}",
+                   forecast(h, k, warp, action, order)) for k, warp, action, order in FORECASTS]
 
 
 def main() -> int:
@@ -63,13 +72,9 @@ def main() -> int:
                      "brightness": mean.mean().item()})
         print(" ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in rows[-1].values()), flush=True)
 
-    score("converged reference: DPM-Solver++ 2M 100", conv.images)
-    for name, counts in FULL_STEPS:
-        for steps in counts:
-            score(f"{name} {steps} steps", ev.images(Schedule.full(h.calls(name, steps), scheduler=name, steps=steps)))
-    for k, warp, action, order in FORECASTS:
-        score(f"dpmpp2m {2 * k}: {k} full, warp {warp}, forecast {action} o{order}",
-              ev.images(forecast(h, k, warp, action, order)))
+    score(CONVERGED_LABEL, conv.images)
+    for label, schedule in schedules(h):
+        score(label, ev.images(schedule))
     fids = torch.tensor([r["fid_real"] for r in rows])
     tau = {key: float(kendall_rank_corrcoef(torch.tensor([r[key] for r in rows]), fids, variant="b"))
            for key in ("psnr_converged", "fid_converged", "contrast", "brightness")}

@@ -67,6 +67,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--images", type=int, default=24)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--population", type=int, default=8)
+    p.add_argument("--objectives", default="fid,latency",
+                   help="the studies' objectives (the stored results compare samplers on fid,latency)")
     p.add_argument("--latency-repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--heldout", type=int, default=100, help="held-out images to re-score the fronts on (0: skip)")
@@ -157,7 +159,7 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="datosearch-bench-"))
     base = dict(model=args.model, images=args.images, steps=args.steps, latency_repeats=args.latency_repeats,
-                population=args.population, device="cpu")
+                population=args.population, device="cpu", objectives=args.objectives.split(","))
     pipe, memo, cost = None, None, None
     runs: dict[tuple[str, int], tuple[optuna.Study, list[TrialRecord], float]] = {}
     for variant in args.variants.split(","):

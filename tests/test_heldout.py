@@ -186,3 +186,30 @@ def test_dominates_thresholds():
     assert not ho.dominates(_row("h", 4.0, 35.0, 111.0), anchor)  # +5 dB but FID 11 % above: a shift
     assert ho.beaten_anchors(_row("f", 5.0, 32.0), [anchor, _row("N2", 2.0, 40.0), _row("N8", 5.2, 20.0)]) == \
         ["N5", "N8"]
+
+
+def test_a_front_member_that_is_also_an_anchor_is_scored_once(pipe, converged, monkeypatch):
+    """verify.score_against_anchors generates and times each distinct schedule once; both rows carry its numbers."""
+    from types import SimpleNamespace
+
+    from datosearch.studies import verify
+
+    calls: list[list[str]] = []
+
+    def fake_score(pipe, schedules, n_images, *, names, **kw):
+        calls.append(list(names))
+        return [_row(n, 2.0 + k, 30.0 + k, 50.0) for k, n in enumerate(names)]
+
+    monkeypatch.setattr(ho, "converged_reference", lambda *a, **kw: converged)
+    monkeypatch.setattr(ho, "score_heldout", fake_score)
+    unipc5 = Schedule.full(5, scheduler="unipc", steps=5)
+    forecast = from_full_calls(STEPS + 1, [0, 3, 6, 9], REUSE).with_forecast(2)
+    config = SimpleNamespace(guidance=1.5, model="embedded", steps=STEPS, scheduler="PNDMScheduler")
+    out = verify.score_against_anchors([("unipc-5", unipc5), ("trial-3", forecast)],
+                                       [("full", Schedule.full(STEPS + 1)), ("unipc-5", unipc5.with_forecast(0))],
+                                       pipe, config, N_IMAGES)
+    assert calls == [["unipc-5", "trial-3", "full"]]
+    assert [r["name"] for r in out["front"]] == ["unipc-5", "trial-3"]
+    assert [r["name"] for r in out["anchors"]] == ["full", "unipc-5"]
+    assert out["anchors"][1]["psnr_converged"] == out["front"][0]["psnr_converged"] == 30.0
+    assert out["front"][1]["beats"] == ["unipc-5"]  # +1 dB at 1.5x its speed; full (scored last) is better

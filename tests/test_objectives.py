@@ -13,6 +13,7 @@ from datosearch.models.tiny import tiny_sd_pipeline
 from datosearch.objectives import (
     DEFAULT_OBJECTIVES,
     OBJECTIVES,
+    FeatureShift,
     FidProxy,
     Latency,
     ObjectiveError,
@@ -92,6 +93,38 @@ def test_too_few_images_raise(extractor, proxy, reference):
         proxy(reference[:64])
     with pytest.raises(ObjectiveError, match="reference images"):
         FidProxy(extractor, reference_images=reference[:10])
+
+
+# ---------------------------------------------------------------- shift
+def test_shift_is_the_squared_mean_paired_feature_difference(extractor, reference):
+    shift = FeatureShift(extractor, reference)
+    assert shift(reference) == 0.0
+    candidate = noisy(reference, 0.1)
+    diff = (extractor(candidate).double() - extractor(reference).double()).mean(0)
+    assert shift(candidate) == pytest.approx(float(diff @ diff), rel=1e-6)
+
+
+def test_shift_sees_a_shared_change_that_random_errors_of_the_same_size_do_not_make(extractor, reference):
+    """The same brightness offset on every image moves the mean; offsets of the same size and random
+    sign (the same pixel error) mostly cancel. The paired FID-proxy term (a mean square) sees both alike."""
+    base = reference * 0.8 + 0.1  # room to move without clipping
+    signs = torch.tensor([1.0, -1.0]).repeat(len(base) // 2).view(-1, 1, 1, 1)
+    shared, random = base + 0.05, base + 0.05 * signs
+    assert torch.allclose((shared - base).abs(), (random - base).abs())
+    shift, proxy = FeatureShift(extractor, base), FidProxy(extractor, reference_images=base, paired=True)
+    assert shift(shared) > 20 * shift(random)
+    paired = lambda x: float((proxy.features(x) - proxy.reference_features).pow(2).sum(1).mean())  # noqa: E731
+    assert paired(random) == pytest.approx(paired(shared), rel=0.5)
+
+
+def test_shift_checks_its_input(extractor, reference):
+    shift = FeatureShift(extractor, reference)
+    with pytest.raises(ObjectiveError, match="one candidate per reference image"):
+        shift(reference[:10])
+    bad = reference.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ObjectiveError, match="NaN"):
+        shift(bad)
 
 
 def test_npz_stats_agree_with_image_reference(tmp_path, extractor, proxy, reference):
@@ -255,10 +288,11 @@ def test_embedded_digits_extractor_is_the_shipped_feature_net():
 
 
 def test_objective_names():
-    assert DEFAULT_OBJECTIVES == ("fid", "latency")
-    assert objective_directions() == ["minimize", "minimize"]
+    assert DEFAULT_OBJECTIVES == ("fid", "latency", "shift")
+    assert objective_directions() == ["minimize", "minimize", "minimize"]
     assert objective_directions(["fid", "macs", "psnr"]) == ["minimize", "minimize", "maximize"]
-    assert set(OBJECTIVES) == {"fid", "latency", "macs", "psnr", "adherence"}
+    assert set(OBJECTIVES) == {"fid", "latency", "macs", "psnr", "adherence", "shift"}
+    assert objective_directions(["fid", "latency", "shift"]) == ["minimize", "minimize", "minimize"]
     with pytest.raises(ObjectiveError, match="unknown objective"):
         objective_directions(["fid", "speed"])
     with pytest.raises(ObjectiveError, match="distinct"):

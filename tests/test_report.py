@@ -80,6 +80,8 @@ def test_front_table_rows_are_the_index_rows(tiny):
         row = by_file[e["file"]]
         h = e["heldout"]
         assert row[1][0] == f"{e['speedup']:.2f}x" and row[2] == [f"{e['values']['fid']:.4g}"]
+        assert row[3] == [f"{e['values']['shift']:.4g}"]  # the default study's third objective
+        row = row[:3] + row[4:]
         assert row[3] == [f"{e['paired']['psnr']:.2f}"]  # PSNR on the search images
         assert row[4][0] == f"{h['speedup_vs_fullcompute']:.2f}x" and row[5] == [f"{h['fid_real']:.3g}"]
         assert row[6] == [f"{h['fid_converged']:.3g}"]
@@ -102,7 +104,8 @@ def test_the_table_and_the_index_come_from_one_builder(tiny):
 def test_axes_are_speedup_and_quality_with_seconds_in_the_hover(tiny):
     study, _, _, _ = tiny
     figs = quality_figures(study, stored_config(study), {e.trial.number for e in pareto_front(study)})
-    assert [f.layout.yaxis.title.text.split(" (")[0] for f in figs] == ["FID-proxy", "PSNR vs full compute, search images"]
+    assert [f.layout.yaxis.title.text.split(" (")[0] for f in figs] == ["FID-proxy", "feature shift",
+                                                                     "PSNR vs full compute, search images"]
     for fig in figs:
         assert "speedup against full compute" in (fig.layout.xaxis.title.text or fig.layout.xaxis2.title.text)
         hovers = " ".join(t for trace in fig.data for t in (trace.text or ()))

@@ -30,7 +30,7 @@ def test_export_validates_and_reapplies(study_url, tmp_path, capsys):
     assert cli.main(["export", "--study", "s", "--storage", study_url, "--out", str(out)]) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["format"] == "datosearch/export@1" and index["entries"]
-    assert [o["name"] for o in index["objectives"]] == ["fid", "latency"]
+    assert [o["name"] for o in index["objectives"]] == ["fid", "latency", "shift"]  # the default objectives
     for entry in index["entries"]:
         jsonschema.validate(json.loads((out / entry["file"]).read_text()), json_schema())
     study = open_study(study_url, "s")
@@ -61,7 +61,7 @@ def test_report_is_self_contained(study_url, tmp_path):
 def test_show_prints_the_front(study_url, capsys):
     assert cli.main(["show", "--study", "s", "--storage", study_url]) == 0
     header, rule, *rows = capsys.readouterr().out.strip().splitlines()
-    assert header.split()[:4] == ["#", "trial", "fid", "latency"] and set(rule) == {"-", " "}
+    assert header.split()[:5] == ["#", "trial", "fid", "latency", "shift"] and set(rule) == {"-", " "}
     study = open_study(study_url, "s")
     best = {t.number: t for t in study.best_trials}
     assert rows and len(rows) == len({t.user_attrs["schedule_key"] for t in best.values()})  # one row per schedule
@@ -69,10 +69,10 @@ def test_show_prints_the_front(study_url, capsys):
     for k, row in enumerate(rows):
         cells = row.split()
         trial = best[int(cells[1])]  # every row is a Pareto-optimal trial ...
-        assert int(cells[0]) == k and cells[2:4] == [f"{v:.4g}" for v in trial.values]  # ... with its values
-        assert cells[4] == f"{trial.user_attrs['speedup']:.2f}x"
+        assert int(cells[0]) == k and cells[2:5] == [f"{v:.4g}" for v in trial.values]  # ... with its values
+        assert cells[5] == f"{trial.user_attrs['speedup']:.2f}x"
         c = Schedule.from_dict(trial.user_attrs["schedule"]).counts()
-        assert cells[5] == f"{c['full']}/{c['shallow']}/{c['reuse']}"
+        assert cells[6] == f"{c['full']}/{c['shallow']}/{c['reuse']}"
         fids.append(trial.values[0])
     assert fids == sorted(fids)
 

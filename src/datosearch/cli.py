@@ -65,7 +65,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
-    g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence (default fid,latency)")
+    g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence, shift (default fid,latency,shift)")
     g.add_argument("--reference", choices=["converged", "full"],
                    help="quality is measured against: converged (default; DPM-Solver++ 2M at 100 linspace steps, fair to "
                         "every sampler) or full (the study's own full compute)")

@@ -1,7 +1,7 @@
-"""Objectives of a schedule search: FID-proxy, paired image metrics, latency and a counted MACs cost.
+"""Objectives of a schedule search: FID-proxy, its feature shift, paired image metrics, latency and a counted MACs cost.
 
-A study optimises two or three of `OBJECTIVES` (name -> Optuna direction); `DEFAULT_OBJECTIVES`
-is FID-proxy + latency. `objective_directions(names)` validates a choice and gives the directions.
+A study optimises one to three of `OBJECTIVES` (name -> Optuna direction); `DEFAULT_OBJECTIVES`
+is FID-proxy + latency + feature shift. `objective_directions(names)` validates a choice and gives the directions.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from .fid import FidProxy, check_images, load_stats
 from .latency import Latency, device_name, measure_latency, speedup, steady_clock
 from .macs import call_macs, count_macs
 from .paired import paired_metrics
+from .shift import FeatureShift
 from .reference import load_or_compute_reference, reference_key, reference_path
 
 OBJECTIVES: dict[str, str] = {"fid": "minimize", "latency": "minimize", "macs": "minimize",
-                              "psnr": "maximize", "adherence": "maximize"}
-DEFAULT_OBJECTIVES: tuple[str, ...] = ("fid", "latency")
+                              "psnr": "maximize", "adherence": "maximize", "shift": "minimize"}
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("fid", "latency", "shift")
 
 
 def objective_directions(names: Sequence[str] = DEFAULT_OBJECTIVES) -> list[str]:
@@ -32,7 +33,7 @@ def objective_directions(names: Sequence[str] = DEFAULT_OBJECTIVES) -> list[str]
     return [OBJECTIVES[n] for n in names]
 
 
-__all__ = ["DEFAULT_OBJECTIVES", "INCEPTION_WEIGHTS_ENV", "OBJECTIVES", "ConvRandomFeatures", "FidProxy", "Latency",
-           "ObjectiveError", "call_macs", "check_images", "count_macs", "device_name", "get_extractor",
+__all__ = ["DEFAULT_OBJECTIVES", "INCEPTION_WEIGHTS_ENV", "OBJECTIVES", "ConvRandomFeatures", "FeatureShift", "FidProxy",
+           "Latency", "ObjectiveError", "call_macs", "check_images", "count_macs", "device_name", "get_extractor",
            "load_or_compute_reference", "load_stats", "measure_latency", "objective_directions", "paired_metrics",
            "reference_key", "reference_path", "speedup", "steady_clock"]

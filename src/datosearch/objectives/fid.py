@@ -38,6 +38,13 @@ def _module_device(module: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+@torch.no_grad()
+def extract_features(extractor: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """`extractor`'s features (N, D) of float images, in batches, as float64 on CPU."""
+    device = _module_device(extractor)
+    return torch.cat([extractor(c.to(device, torch.float32)) for c in images.split(batch_size)]).double().cpu()
+
+
 class FidProxy:
     """Fréchet distance between features of candidate images and a fixed reference.
 
@@ -97,11 +104,9 @@ class FidProxy:
         m.real_features_cov_sum = sigma * (n - 1) + n * torch.outer(mu, mu)
         m.real_features_num_samples = torch.tensor(n, dtype=torch.long, device=self.device)
 
-    @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Features (N, D) in float64, as the metric sees them."""
-        chunks = [self.extractor(c.to(self.device, torch.float32)) for c in images.split(self.batch_size)]
-        return torch.cat(chunks).double().cpu()
+        return extract_features(self.extractor, images, self.batch_size)
 
     # --------------------------------------------------------------------- public
     def __call__(self, images: torch.Tensor) -> float:

@@ -149,17 +149,24 @@ def prompted_digits(prompts: list[str]) -> list[int]:
     return [int(d[-1]) for d in digits]
 
 
-def extra_scores(config: Any) -> dict[str, Any]:
-    """Image scores besides the FID-proxy: `adherence` (share classified as the prompted digit)."""
-    if "adherence" not in config.objectives:
-        return {}
-    from ..models.digits import prompt_adherence
+def extra_scores(config: Any, reference: torch.Tensor, device: str = "cpu") -> dict[str, Any]:
+    """Image scores besides the FID-proxy: `adherence` (share classified as the prompted digit) and
+    `shift` (the mean paired feature shift from the reference, on the configured extractor at its own
+    width: a mean needs no covariance, so no projection)."""
+    scores: dict[str, Any] = {}
+    if "adherence" in config.objectives:
+        from ..models.digits import prompt_adherence
 
-    digits = prompted_digits(config.prompts)
-    return {"adherence": lambda images: prompt_adherence(images, digits)}
+        digits = prompted_digits(config.prompts)
+        scores["adherence"] = lambda images: prompt_adherence(images, digits)
+    if "shift" in config.objectives:
+        from ..objectives import FeatureShift, get_extractor
+
+        scores["shift"] = FeatureShift(get_extractor(config.extractor, device), reference)
+    return scores
 
 
-SUPPORTED = ("fid", "latency", "macs", "psnr", "adherence")
+SUPPORTED = ("fid", "latency", "macs", "psnr", "adherence", "shift")
 
 
 def reference_images(pipe: Any, config: Any, cache_dir: Path) -> torch.Tensor:
@@ -200,7 +207,7 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
         return obj.count_macs(pipe, schedule, height=config.height, width=config.width,
                               guidance_scale=config.guidance)
 
-    return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid, image_scores=extra_scores(config),
-                     measure_latency=measure,
-                     paired=obj.paired_metrics, macs=macs if "macs" in config.objectives else None, device_name=config.device,
-                     latency_images=config.latency_images)
+    return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid,
+                     image_scores=extra_scores(config, reference, device), measure_latency=measure,
+                     paired=obj.paired_metrics, macs=macs if "macs" in config.objectives else None,
+                     device_name=config.device, latency_images=config.latency_images)

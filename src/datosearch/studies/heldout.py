@@ -64,9 +64,9 @@ def default_steps(pipe: Any) -> int:
 
 
 def heldout_calibration(pipe: Any, n: int, steps: int | None = None, guidance: float | None = None,
-                        batch_size: int = 20) -> Calibration:
-    """A `Calibration` over the held-out prompts/seeds at the pipeline's own resolution."""
-    prompts, seeds = heldout_prompts(n)
+                        batch_size: int = 20, seed0: int = HELDOUT_SEED0) -> Calibration:
+    """A `Calibration` over the held-out prompts/seeds (from `seed0`) at the pipeline's own resolution."""
+    prompts, seeds = heldout_prompts(n, seed0)
     size = default_resolution(pipe)
     return Calibration(prompts, seeds, steps or default_steps(pipe),
                        default_guidance(pipe) if guidance is None else guidance, size, size, batch_size)

@@ -21,7 +21,8 @@ from .config import StudyConfig
 from .front import FrontEntry, trial_schedule
 
 CONVERGENCE_CHECK_IMAGES = 8  # the converged reference's own 100-vs-200-step check (fewer than heldout's default)
-TIMING_ROUNDS = 5  # interleaved end-to-end timing rounds (each bracketed by full compute)
+TIMING_ROUNDS = 9  # interleaved end-to-end timing rounds (each bracketed by full compute); the median of 9 keeps
+# single ratios steady on a shared machine, where one round in five can run 30 % slow
 
 
 def compared_anchor(name: str, schedule: Schedule) -> bool:
@@ -59,9 +60,15 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
     prompts, seeds = ho.heldout_prompts(n_images)
     converged = ho.converged_reference(pipe, prompts, seeds, guidance=config.guidance, check=CONVERGENCE_CHECK_IMAGES,
                                        cache_dir=cache_dir, model=config.model)
-    rows = ho.score_heldout(pipe, [s for _, s in [*named, *anchors]], n_images, names=[n for n, _ in [*named, *anchors]],
-                            steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, model=config.model,
-                            cache_dir=cache_dir, converged=converged, repeats=rounds, log=log)
+    everything = [*named, *anchors]
+    unique: dict[str, tuple[str, Schedule]] = {}  # a front member that is also an anchor is generated and timed once
+    for name, schedule in everything:
+        unique.setdefault(schedule.key(), (name, schedule))
+    scored = ho.score_heldout(pipe, [s for _, s in unique.values()], n_images, names=[n for n, _ in unique.values()],
+                              steps=config.steps, scheduler=config.scheduler, guidance=config.guidance,
+                              model=config.model, cache_dir=cache_dir, converged=converged, repeats=rounds, log=log)
+    by_key = dict(zip(unique, scored))
+    rows = [{**by_key[schedule.key()], "name": name} for name, schedule in everything]
     front, anchor_rows = rows[:len(named)], rows[len(named):]
     for row in front:
         row["beats"] = ho.beaten_anchors(row, anchor_rows)

@@ -1,0 +1,82 @@
+"""Does the calibration batch see what the held-out evaluation sees? The shift objective vs the FID-proxy.
+
+Scores `bench/realism.py`'s schedules (full compute at fewer steps on three solvers, forecasting plans
+on DPM-Solver++ 2M) on a study's calibration batch (24 images, seeds 0..23, against their converged
+images) with the study's two quality objectives, the FID-proxy (paired, 12-d projected embedded-digits
+features, as a default study computes it) and the feature shift (`objectives.FeatureShift`, 64-d), and
+ranks them against the held-out numbers in `bench/results/realism-embedded.json` (200 held-out
+images; run `bench/realism.py` first): Kendall τ of each objective with PSNR against the converged
+reference, the FID-proxy against the converged images and against real digits.
+Writes bench/results/shift-agreement.{json,md}.
+
+    PYTHONPATH=src python bench/shift_agreement.py [--images 24]    # ~2 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torchmetrics.functional.regression import kendall_rank_corrcoef
+
+from datosearch import objectives as obj
+from datosearch.studies.build import make_extractor
+from heldout_setup import held_out
+from realism import CONVERGED_LABEL, schedules
+
+RESULTS = Path(__file__).parent / "results"
+HELD_OUT = {"psnr_converged": -1, "fid_converged": 1, "fid_real": 1}  # sign: lower is better
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=24)
+    args = p.parse_args()
+    start = time.perf_counter()
+    held = {r["label"]: r for r in json.loads((RESULTS / "realism-embedded.json").read_text())["rows"]}
+    h = held_out(args.images, args.images, seed0=0)
+    ref = h.conv.images
+    config = SimpleNamespace(extractor="embedded-digits", prompts=h.calib.prompts)
+    fid = obj.FidProxy(make_extractor(config, "cpu"), reference_images=ref, paired=True)
+    shift = obj.FeatureShift(obj.get_extractor("embedded-digits"), ref)
+    rows = []
+    for label, images in [(CONVERGED_LABEL, ref)] + [(lab, h.ev.images(s)) for lab, s in schedules(h)]:
+        rows.append({"label": label, "fid": fid(images), "shift": shift(images),
+                     **{k: held[label][k] for k in HELD_OUT}})
+        print(rows[-1], flush=True)
+    tau = {o: {k: float(kendall_rank_corrcoef(torch.tensor([r[o] for r in rows]),
+                                              torch.tensor([sign * r[k] for r in rows]), variant="b"))
+               for k, sign in HELD_OUT.items()} for o in ("fid", "shift")}
+    meta = {"device": obj.device_name("cpu"), "torch": torch.__version__, "calibration_images": args.images,
+            "heldout_images": json.loads((RESULTS / "realism-embedded.json").read_text())["meta"]["images"],
+            "tau": tau, "runtime_s": time.perf_counter() - start}
+    (RESULTS / "shift-agreement.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    (RESULTS / "shift-agreement.md").write_text(markdown(rows, meta))
+    return 0
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    tau = meta["tau"]
+    head = ["# Calibration objectives vs the held-out evaluation (embedded model)", "",
+            f"{meta['device']}, torch {meta['torch']}; objectives on {meta['calibration_images']} calibration "
+            f"images (seeds 0..{meta['calibration_images'] - 1}) against their converged images; held-out "
+            f"numbers from `bench/results/realism-embedded.json` ({meta['heldout_images']} images, seeds 777000+). "
+            f"Runtime {meta['runtime_s'] / 60:.1f} min. `bench/shift_agreement.py`.", "",
+            "Kendall τ (both sides oriented lower = better):", "",
+            "| calibration objective | PSNR vs converged | FID-proxy vs converged | FID-proxy vs real |",
+            "|---|---:|---:|---:|"]
+    head += [f"| {o} | {t['psnr_converged']:.3f} | {t['fid_converged']:.3f} | {t['fid_real']:.3f} |"
+             for o, t in tau.items()]
+    head += ["", "| schedule | FID-proxy (calib.) | shift (calib.) | PSNR vs converged | FID-proxy vs converged | "
+             "FID-proxy vs real |", "|---|---:|---:|---:|---:|---:|"]
+    head += [f"| {r['label']} | {r['fid']:.3f} | {r['shift']:.3f} | {min(r['psnr_converged'], 99.99):.2f} | "
+             f"{r['fid_converged']:.2f} | {r['fid_real']:.1f} |" for r in rows]
+    return "\n".join(head) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
