@@ -24,7 +24,7 @@ import torch
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
 from datosearch import objectives as obj
-from datosearch.studies.build import make_extractor
+from datosearch.studies.build import extra_scores, make_extractor
 from heldout_setup import held_out
 from realism import CONVERGED_LABEL, schedules
 
@@ -37,12 +37,14 @@ def main() -> int:
     p.add_argument("--images", type=int, default=24)
     args = p.parse_args()
     start = time.perf_counter()
-    held = {r["label"]: r for r in json.loads((RESULTS / "realism-embedded.json").read_text())["rows"]}
+    realism = json.loads((RESULTS / "realism-embedded.json").read_text())
+    held = {r["label"]: r for r in realism["rows"]}
     h = held_out(args.images, args.images, seed0=0)
     ref = h.conv.images
-    config = SimpleNamespace(extractor="embedded-digits", prompts=h.calib.prompts)
+    # the objectives as `studies.build.build_evaluator` makes them for a default study
+    config = SimpleNamespace(extractor="embedded-digits", prompts=h.calib.prompts, objectives=["shift"])
     fid = obj.FidProxy(make_extractor(config, "cpu"), reference_images=ref, paired=True)
-    shift = obj.FeatureShift(obj.get_extractor("embedded-digits"), ref)
+    shift = extra_scores(config, ref)["shift"]
     rows = []
     for label, images in [(CONVERGED_LABEL, ref)] + [(lab, h.ev.images(s)) for lab, s in schedules(h)]:
         rows.append({"label": label, "fid": fid(images), "shift": shift(images),
@@ -52,7 +54,7 @@ def main() -> int:
                                               torch.tensor([sign * r[k] for r in rows]), variant="b"))
                for k, sign in HELD_OUT.items()} for o in ("fid", "shift")}
     meta = {"device": obj.device_name("cpu"), "torch": torch.__version__, "calibration_images": args.images,
-            "heldout_images": json.loads((RESULTS / "realism-embedded.json").read_text())["meta"]["images"],
+            "heldout_images": realism["meta"]["images"],
             "tau": tau, "runtime_s": time.perf_counter() - start}
     (RESULTS / "shift-agreement.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     (RESULTS / "shift-agreement.md").write_text(markdown(rows, meta))

@@ -12,6 +12,8 @@ model, 24 calibration images rank the FID-proxy against 200 held-out converged i
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -33,6 +35,6 @@ class FeatureShift:
                                  f"{images.shape[0]} vs {self.reference.shape[0]}")
         shift = (extract_features(self.extractor, images, self.batch_size) - self.reference).mean(0)
         value = float(shift @ shift)
-        if value != value:
-            raise ObjectiveError("the shift objective came out NaN; the candidate's features are degenerate")
+        if not math.isfinite(value):
+            raise ObjectiveError(f"the shift objective came out {value}; the candidate's features are degenerate")
         return value
