@@ -188,6 +188,34 @@ def test_dominates_thresholds():
         ["N5", "N8"]
 
 
+def test_close_calls_are_quality_wins_near_the_speed_tolerance():
+    anchor = _row("N5", 4.0, 30.0, 100.0)
+    rows = [anchor,
+            _row("near", 3.7, 32.0, 100.0),  # 0.925x its speed: within 8 % of the 0.95 tolerance, and +2 dB
+            _row("clear", 4.5, 32.0, 100.0),  # 1.125x: a clear win whatever the noise
+            _row("worse", 3.8, 30.5, 100.0),  # near on speed but no quality win: nothing to refine
+            _row("slow", 3.0, 35.0, 100.0)]  # 0.75x: a clear loss
+    assert ho.close_calls(rows, [(k, 0) for k in range(1, 5)]) == [0, 1]
+    assert ho.close_calls(rows, [(0, 0)]) == []
+
+
+def test_close_calls_get_more_timing_rounds(pipe, converged, monkeypatch):
+    seen = []
+
+    def close(rows, compare):
+        seen.append((len(rows), list(compare)))
+        return [1]
+
+    monkeypatch.setattr(ho, "close_calls", close)
+    schedules = [None, Schedule.full(5, scheduler="unipc", steps=5), Schedule.full(7, scheduler="unipc", steps=7)]
+    rows = ho.score_heldout(pipe, schedules, N_IMAGES, steps=STEPS, converged=converged, repeats=2, latency_images=1,
+                            compare=[(1, 0), (2, 0)], refine_factor=2)
+    assert seen == [(3, [(1, 0), (2, 0)])]
+    assert [r["timing_rounds"] for r in rows] == [2, 6, 2]
+    lo, hi = rows[1]["speedup_range"]
+    assert lo <= rows[1]["speedup_vs_fullcompute"] <= hi and rows[1]["unet_calls"] == 5
+
+
 def test_a_front_member_that_is_also_an_anchor_is_scored_once(pipe, converged, monkeypatch):
     """verify.score_against_anchors generates and times each distinct schedule once; both rows carry its numbers."""
     from types import SimpleNamespace

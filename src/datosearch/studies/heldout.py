@@ -12,7 +12,8 @@ Every number names the reference it is measured against:
   real digits, which a model's own converged samples need not minimise;
 - ``speedup_vs_fullcompute``: end-to-end time of the study's full compute over the schedule's, timed
   interleaved in this process (round-robin over all schedules; median over `repeats` rounds of the
-  ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread), on the
+  ratio to the full-compute runs bracketing the round; ``speedup_range`` shows the spread; a close
+  call of `dominates` gets REFINE_FACTOR x as many rounds more, ``timing_rounds`` counts them all), on the
   steady clock (`objectives.steady_clock`: process CPU seconds off CUDA, so other load on a shared
   machine does not leak into the ratios; ``timing_clock`` names it).
 
@@ -51,6 +52,12 @@ SPEED_TOLERANCE = 0.95
 PSNR_MARGIN_DB = 1.0
 FID_MARGIN = 0.20
 FID_SLACK = 0.10
+# A close call: a compared pair that passes on quality and whose speed ratio lies within a factor
+# CLOSE_BAND of SPEED_TOLERANCE. Its two schedules get REFINE_FACTOR x the rounds again before the
+# verdict: near parity a 9-round ratio spread 0.905-1.05 (5-95 %, 40 paired runs of two schedules of
+# equal cost on 2 shared cores), as wide as the tolerance; 27 rounds narrow that by about √3.
+CLOSE_BAND = 1.08
+REFINE_FACTOR = 2
 
 
 def heldout_prompts(n: int, seed0: int = HELDOUT_SEED0) -> tuple[list[str], list[int]]:
@@ -176,7 +183,8 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
                   names: Sequence[str] | None = None, steps: int | None = None, scheduler: str | None = None,
                   guidance: float | None = None, model: str = "embedded", cache_dir: str | Path | None = None,
                   converged: ConvergedReference | None = None, repeats: int = 5, latency_images: int = 4,
-                  batch_size: int = 20, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  batch_size: int = 20, log: Callable[[str], None] | None = None,
+                  compare: Sequence[tuple[int, int]] = (), refine_factor: int = REFINE_FACTOR) -> list[dict[str, Any]]:
     """Score each schedule on `n_images` held-out images; one dict per schedule, in order.
 
     The study's full compute is `pipe` with `scheduler` (None: its own) at `steps` (None: the
@@ -184,6 +192,8 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     in `schedules` is that full compute itself (a plain `Schedule.full` runs through the hooks: same
     images, its own timing). References (converged, full compute) are cached under `cache_dir` when
     given; pass `converged` (for the same `n_images` held-out images) to reuse one already computed.
+    `compare`: (a, b) index pairs that `dominates(rows[a], rows[b])` will judge; their close calls
+    (`close_calls`) are timed `refine_factor` x `repeats` more rounds.
     """
     log = log or (lambda _: None)
     calib = heldout_calibration(pipe, n_images, steps, guidance, batch_size)
@@ -215,7 +225,17 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
             log(f"[{k + 1}/{len(schedules)}] {name}: generating {n_images} images")
             images = full if schedule is None else ev.images(schedule)
             rows.append(_quality(name, schedule, images, full, converged, fids, calib, study_scheduler_name, hardware))
-        _time_interleaved(ev, pipe, schedules, rows, repeats, log)
+        timing = _time_interleaved(ev, pipe, schedules, repeats, log)
+        _set_timing(rows, schedules, timing, pipe)
+        close = close_calls(rows, compare) if refine_factor > 0 else []
+        if close:
+            log(f"{len(close)} schedules in close calls: {refine_factor * repeats} more timing rounds")
+            more = _time_interleaved(ev, pipe, [schedules[i] for i in close], refine_factor * repeats, log)
+            for j, i in enumerate(close):
+                timing.times[i] += more.times[j]
+                timing.ratios[i] += more.ratios[j]
+            timing.bracket += more.bracket
+            _set_timing(rows, schedules, timing, pipe)
     return rows
 
 
@@ -243,20 +263,32 @@ def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: t
     }
 
 
-def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | None], rows: list[dict[str, Any]],
-                      repeats: int, log: Callable[[str], None]) -> None:
-    """Round-robin timing and call counts; fills the rows in place.
+@dataclass
+class _Timing:
+    """Per schedule: its run times (of `images` images), its speedups (one per round) and U-Net call
+    counts per image batch; the full-compute runs bracketing the rounds."""
+
+    times: list[list[float]]
+    ratios: list[list[float]]
+    calls: list[dict[str, int]]
+    bracket: list[float]
+    images: int
+
+
+def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | None], rounds: int,
+                      log: Callable[[str], None]) -> _Timing:
+    """Round-robin timing of `schedules` (None: full compute through no hooks).
 
     Every round times the full compute, then each schedule; one more full-compute run closes the
-    last round. A schedule's speedup is the median over rounds of (mean of the full-compute runs
-    bracketing its round) / (its time in that round), so load drift between rounds cancels.
+    last round. A schedule's speedup in a round is (mean of the full-compute runs bracketing the
+    round) / (its time in that round), so load drift between rounds cancels.
     """
     entries: list[Schedule | None] = [None, *schedules]
     times: list[list[float]] = [[] for _ in entries]
     calls: list[dict[str, int]] = [{} for _ in entries]
     ev.latency(None)  # warm-up (the full-compute images may have come from the disk cache)
     per_run = len(ev.calibration.chunks(ev.latency_images))
-    rounds = max(1, repeats)
+    rounds = max(1, rounds)
     for r in range(rounds):
         log(f"timing round {r + 1}/{rounds}")
         for i, schedule in enumerate(entries):
@@ -265,32 +297,56 @@ def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | N
             calls[i] = {k: v // per_run for k, v in counts.items()}
     bracket = [*times[0], ev.latency(None)]
     base_by_round = [(bracket[r] + bracket[r + 1]) / 2 for r in range(rounds)]
-    for i, row in enumerate(rows, start=1):
-        schedule = entries[i]
-        ratios = [b / t for b, t in zip(base_by_round, times[i])]
+    ratios = [[b / t for b, t in zip(base_by_round, ts)] for ts in times[1:]]
+    return _Timing(times[1:], ratios, calls[1:], bracket, ev.latency_images)
+
+
+def _set_timing(rows: list[dict[str, Any]], schedules: Sequence[Schedule | None], timing: _Timing, pipe: Any) -> None:
+    """Timing fields and call counts of each row (medians over its rounds), in place."""
+    for i, (row, schedule) in enumerate(zip(rows, schedules)):
+        calls, ratios = timing.calls[i], timing.ratios[i]
         sched_counts = (schedule.counts() if schedule is not None
-                        else {"full": calls[i]["unet"], "shallow": 0, "reuse": 0, "forecast": 0})
-        row.update(unet_calls=calls[i]["unet"], unet_computed=calls[i]["computed"], **sched_counts,
-                   latency_s=statistics.median(times[i]), latency_images=ev.latency_images,
-                   fullcompute_latency_s=statistics.median(bracket), speedup_vs_fullcompute=statistics.median(ratios),
-                   speedup_range=[min(ratios), max(ratios)], timing_rounds=rounds,
-                   timing_clock=obj.steady_clock(pipe.device))
+                        else {"full": calls["unet"], "shallow": 0, "reuse": 0, "forecast": 0})
+        row.update(unet_calls=calls["unet"], unet_computed=calls["computed"], **sched_counts,
+                   latency_s=statistics.median(timing.times[i]), latency_images=timing.images,
+                   fullcompute_latency_s=statistics.median(timing.bracket),
+                   speedup_vs_fullcompute=statistics.median(ratios), speedup_range=[min(ratios), max(ratios)],
+                   timing_rounds=len(ratios), timing_clock=obj.steady_clock(pipe.device))
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether row `a` beats anchor row `b` on held-out data (thresholds: module constants).
 
-    a.speedup >= SPEED_TOLERANCE * b.speedup and ((a.psnr_converged >= b.psnr_converged + PSNR_MARGIN_DB
-    and a.fid_real <= (1 + FID_SLACK) * b.fid_real) or a.fid_real <= (1 - FID_MARGIN) * b.fid_real);
-    without FID-proxy values (too few images) only the PSNR condition counts.
+    a.speedup >= SPEED_TOLERANCE * b.speedup and `better_quality(a, b)`.
     """
-    if a["speedup_vs_fullcompute"] < SPEED_TOLERANCE * b["speedup_vs_fullcompute"]:
-        return False
+    return _speed_ratio(a, b) >= SPEED_TOLERANCE and better_quality(a, b)
+
+
+def better_quality(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The quality half of `dominates`: a.psnr_converged >= b.psnr_converged + PSNR_MARGIN_DB and
+    a.fid_real <= (1 + FID_SLACK) * b.fid_real, or a.fid_real <= (1 - FID_MARGIN) * b.fid_real;
+    without FID-proxy values (too few images) only the PSNR condition counts."""
     fa, fb = a.get("fid_real"), b.get("fid_real")
     has_fid = fa is not None and fb is not None
     if a["psnr_converged"] >= b["psnr_converged"] + PSNR_MARGIN_DB and (not has_fid or fa <= (1 + FID_SLACK) * fb):
         return True
     return has_fid and fa <= (1 - FID_MARGIN) * fb
+
+
+def _speed_ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    return a["speedup_vs_fullcompute"] / b["speedup_vs_fullcompute"]
+
+
+def close_calls(rows: Sequence[dict[str, Any]], compare: Sequence[tuple[int, int]]) -> list[int]:
+    """Indices of the rows in a close call: a pair (a, b) of `compare` where `a` passes
+    `better_quality` and its speed ratio to `b` lies within a factor CLOSE_BAND of SPEED_TOLERANCE,
+    so that timing noise alone could decide `dominates`."""
+    close: set[int] = set()
+    for a, b in compare:
+        ratio = _speed_ratio(rows[a], rows[b])
+        if a != b and better_quality(rows[a], rows[b]) and 1 / CLOSE_BAND <= ratio / SPEED_TOLERANCE <= CLOSE_BAND:
+            close.update((a, b))
+    return sorted(close)
 
 
 def beaten_anchors(row: dict[str, Any], anchors: Sequence[dict[str, Any]]) -> list[str]:

@@ -3,7 +3,8 @@
 The search only ever saw its calibration prompts and seeds; a claim about the front counts on
 images it never saw (`studies.heldout`: seeds 777000+, PSNR against the converged reference,
 FID-proxy against real held-out digits, end-to-end speedup timed in one process). Each exported
-schedule is marked with the anchors it beats there (`heldout.dominates`).
+schedule is marked with the anchors it beats there (`heldout.dominates`); every (front, anchor) pair
+is compared, so a close call on speed is timed longer before its verdict (`heldout.close_calls`).
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
     unique: dict[str, tuple[str, Schedule]] = {}  # a front member that is also an anchor is generated and timed once
     for name, schedule in everything:
         unique.setdefault(schedule.key(), (name, schedule))
+    keys = list(unique)
+    compare = [(keys.index(a.key()), keys.index(b.key())) for _, a in named for _, b in anchors]
     scored = ho.score_heldout(pipe, [s for _, s in unique.values()], n_images, names=[n for n, _ in unique.values()],
                               steps=config.steps, scheduler=config.scheduler, guidance=config.guidance,
-                              model=config.model, cache_dir=cache_dir, converged=converged, repeats=rounds, log=log)
+                              model=config.model, cache_dir=cache_dir, converged=converged, repeats=rounds, log=log,
+                              compare=compare)
     by_key = dict(zip(unique, scored))
     rows = [{**by_key[schedule.key()], "name": name} for name, schedule in everything]
     front, anchor_rows = rows[:len(named)], rows[len(named):]
