@@ -223,9 +223,11 @@ def test_a_front_member_that_is_also_an_anchor_is_scored_once(pipe, converged, m
     from datosearch.studies import verify
 
     calls: list[list[str]] = []
+    options: list[dict] = []
 
     def fake_score(pipe, schedules, n_images, *, names, **kw):
         calls.append(list(names))
+        options.append(kw)
         return [_row(n, 2.0 + k, 30.0 + k, 50.0) for k, n in enumerate(names)]
 
     monkeypatch.setattr(ho, "converged_reference", lambda *a, **kw: converged)
@@ -241,3 +243,9 @@ def test_a_front_member_that_is_also_an_anchor_is_scored_once(pipe, converged, m
     assert [r["name"] for r in out["anchors"]] == ["full", "unipc-5"]
     assert out["anchors"][1]["psnr_converged"] == out["front"][0]["psnr_converged"] == 30.0
     assert out["front"][1]["beats"] == ["unipc-5"]  # +1 dB at 1.5x its speed; full (scored last) is better
+    # every front x anchor pair is compared (indices into the unique schedules), close calls refined by default
+    assert options[0]["compare"] == [(0, 2), (0, 0), (1, 2), (1, 0)]
+    assert options[0]["refine_factor"] == ho.REFINE_FACTOR
+    verify.score_against_anchors([("trial-3", forecast)], [("full", Schedule.full(STEPS + 1))], pipe, config,
+                                 N_IMAGES, refine_factor=0)
+    assert options[1]["refine_factor"] == 0

@@ -25,8 +25,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
 
 DEFAULT_TRIALS = 72  # COMPLETE trials of a new study
 DEFAULT_PICTURES = 4  # held-out seeds pictured per schedule in the report (studies.report_pictures.DEFAULT_PICTURES)
-# `run`'s quick held-out check of the exported front: images and interleaved timing rounds (the claims in README
-# come from `export --heldout 200`, which times in verify.TIMING_ROUNDS rounds)
+# `run`'s quick held-out check of the exported front: images and interleaved timing rounds, with no extra rounds
+# for close calls (the claims in README come from `export --heldout 200`, which times in verify.TIMING_ROUNDS
+# rounds and refines close calls)
 DEFAULT_HELDOUT, RUN_TIMING_ROUNDS = 40, 3
 
 
@@ -180,12 +181,13 @@ def _progress(study: Any, target: int | None, disabled: bool) -> Any:
     return ProgressBar(study, target if target is not None else budget(study))
 
 
-def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None = None) -> Any:
+def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None = None, refine: bool = True) -> Any:
     """The export's held-out re-scoring (None when `n_images` is 0)."""
     if not n_images:
         return None
     from .studies.storage import study_dir
     from .studies.study import stored_config
+    from .studies.heldout import REFINE_FACTOR
     from .studies.verify import TIMING_ROUNDS, heldout_scores
 
     def log(message: str) -> None:
@@ -193,14 +195,14 @@ def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None 
 
     cache = study_dir(url, study.study_name) / "heldout"
     return lambda entries: heldout_scores(study, entries, pipe, stored_config(study), n_images, cache, log,
-                                          rounds or TIMING_ROUNDS)
+                                          rounds or TIMING_ROUNDS, REFINE_FACTOR if refine else 0)
 
 
 def _outputs(study: Any, name: str, url: str, pipe: Any = None, heldout: int = 0) -> None:
     from .studies import export_front, format_table, pareto_front
 
     print(format_table(study, pareto_front(study)))
-    index = export_front(study, Path("exports") / name, _heldout(study, url, pipe, heldout, RUN_TIMING_ROUNDS))
+    index = export_front(study, Path("exports") / name, _heldout(study, url, pipe, heldout, RUN_TIMING_ROUNDS, refine=False))
     print(f"exported {index}")
     _print_heldout(index)
     print(_write_report(study, Path("reports") / f"{name}.html", url, pipe, export_dir=index.parent))

@@ -47,17 +47,21 @@ def anchor_schedules_of(study: optuna.Study) -> list[tuple[str, Schedule]]:
 
 def heldout_scores(study: optuna.Study, entries: Sequence[FrontEntry], pipe: Any, config: StudyConfig,
                    n_images: int, cache_dir: str | Path | None = None,
-                   log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS,
+                   refine_factor: int = ho.REFINE_FACTOR) -> dict[str, Any]:
     """Held-out rows for the front entries (same order) and the compared anchors, with `beats`."""
     named = [(e.anchor or f"trial-{e.trial.number}", e.schedule) for e in entries]
-    return score_against_anchors(named, anchor_schedules_of(study), pipe, config, n_images, cache_dir, log, rounds)
+    return score_against_anchors(named, anchor_schedules_of(study), pipe, config, n_images, cache_dir, log, rounds,
+                                 refine_factor)
 
 
 def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequence[tuple[str, Schedule]], pipe: Any,
                           config: StudyConfig, n_images: int, cache_dir: str | Path | None = None,
-                          log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS) -> dict[str, Any]:
+                          log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS,
+                          refine_factor: int = ho.REFINE_FACTOR) -> dict[str, Any]:
     """Score `named` schedules and the `anchors` on held-out images in one run (one timing session);
-    `front` rows (same order as `named`) carry `beats`: the anchors each dominates."""
+    `front` rows (same order as `named`) carry `beats`: the anchors each dominates. Close calls get
+    `refine_factor` x `rounds` more timing rounds (`heldout.close_calls`; 0: none)."""
     prompts, seeds = ho.heldout_prompts(n_images)
     converged = ho.converged_reference(pipe, prompts, seeds, guidance=config.guidance, check=CONVERGENCE_CHECK_IMAGES,
                                        cache_dir=cache_dir, model=config.model)
@@ -70,7 +74,7 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
     scored = ho.score_heldout(pipe, [s for _, s in unique.values()], n_images, names=[n for n, _ in unique.values()],
                               steps=config.steps, scheduler=config.scheduler, guidance=config.guidance,
                               model=config.model, cache_dir=cache_dir, converged=converged, repeats=rounds, log=log,
-                              compare=compare)
+                              compare=compare, refine_factor=refine_factor)
     by_key = dict(zip(unique, scored))
     rows = [{**by_key[schedule.key()], "name": name} for name, schedule in everything]
     front, anchor_rows = rows[:len(named)], rows[len(named):]
