@@ -230,11 +230,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
         close = close_calls(rows, compare) if refine_factor > 0 else []
         if close:
             log(f"{len(close)} schedules in close calls: {refine_factor * repeats} more timing rounds")
-            more = _time_interleaved(ev, pipe, [schedules[i] for i in close], refine_factor * repeats, log)
-            for j, i in enumerate(close):
-                timing.times[i] += more.times[j]
-                timing.ratios[i] += more.ratios[j]
-            timing.bracket += more.bracket
+            timing.pool(close, _time_interleaved(ev, pipe, [schedules[i] for i in close], refine_factor * repeats, log))
             _set_timing(rows, schedules, timing, pipe)
     return rows
 
@@ -273,6 +269,13 @@ class _Timing:
     calls: list[dict[str, int]]
     bracket: list[float]
     images: int
+
+    def pool(self, indices: Sequence[int], more: "_Timing") -> None:
+        """Add `more`'s rounds (timing the schedules at `indices`, in that order) to those schedules'."""
+        for j, i in enumerate(indices):
+            self.times[i] += more.times[j]
+            self.ratios[i] += more.ratios[j]
+        self.bracket += more.bracket
 
 
 def _time_interleaved(ev: Evaluator, pipe: Any, schedules: Sequence[Schedule | None], rounds: int,

@@ -69,8 +69,8 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
     unique: dict[str, tuple[str, Schedule]] = {}  # a front member that is also an anchor is generated and timed once
     for name, schedule in everything:
         unique.setdefault(schedule.key(), (name, schedule))
-    keys = list(unique)
-    compare = [(keys.index(a.key()), keys.index(b.key())) for _, a in named for _, b in anchors]
+    position = {key: i for i, key in enumerate(unique)}
+    compare = [(position[a.key()], position[b.key()]) for _, a in named for _, b in anchors]
     scored = ho.score_heldout(pipe, [s for _, s in unique.values()], n_images, names=[n for n, _ in unique.values()],
                               steps=config.steps, scheduler=config.scheduler, guidance=config.guidance,
                               model=config.model, cache_dir=cache_dir, converged=converged, repeats=rounds, log=log,
