@@ -180,7 +180,8 @@ def test_dominates_thresholds():
     assert ho.dominates(_row("a", 3.8, 31.0, 100.0), anchor)  # 0.95x speed, +1 dB
     assert not ho.dominates(_row("b", 3.7, 40.0, 10.0), anchor)  # too slow whatever the quality
     assert not ho.dominates(_row("c", 8.0, 30.9, 81.0), anchor)  # +0.9 dB, FID only 19 % lower
-    assert ho.dominates(_row("d", 8.0, 25.0, 80.0), anchor)  # FID 20 % lower
+    assert ho.dominates(_row("d", 8.0, 30.0, 80.0), anchor)  # FID 20 % lower at the same PSNR
+    assert not ho.dominates(_row("d2", 8.0, 29.9, 60.0), anchor)  # FID 40 % lower, but further from converged
     assert not ho.dominates(_row("e", 8.0, 30.5, None), anchor)  # no FID: PSNR decides
     assert ho.dominates(_row("g", 4.0, 31.0, 110.0), anchor)  # +1 dB, FID 10 % above: still a win
     assert not ho.dominates(_row("h", 4.0, 35.0, 111.0), anchor)  # +5 dB but FID 11 % above: a shift

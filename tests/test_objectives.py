@@ -127,6 +127,19 @@ def test_shift_checks_its_input(extractor, reference):
         shift(bad)
 
 
+def test_shift_with_an_offset_is_the_squared_distance_of_the_mean_feature_from_a_target(extractor, reference):
+    """offset = (reference mean - target mean): the value is ||candidate mean - target mean||^2 exactly."""
+    target = extractor(noisy(reference, 0.3)).double().mean(0)
+    offset = extractor(reference).double().mean(0) - target
+    realism = FeatureShift(extractor, reference, offset=offset)
+    candidate = noisy(reference, 0.1)
+    gap = extractor(candidate).double().mean(0) - target
+    assert realism(candidate) == pytest.approx(float(gap @ gap), rel=1e-6)
+    assert realism(reference) == pytest.approx(float(offset @ offset), rel=1e-9)  # the reference is not the target
+    with pytest.raises(ObjectiveError, match="offset must have the extractor's 64 dimensions"):
+        FeatureShift(extractor, reference, offset=torch.zeros(3))
+
+
 def test_npz_stats_agree_with_image_reference(tmp_path, extractor, proxy, reference):
     path = proxy.save_stats(tmp_path / "stats.npz")
     from_stats = FidProxy(extractor, real_stats=path)
@@ -291,7 +304,7 @@ def test_objective_names():
     assert DEFAULT_OBJECTIVES == ("fid", "latency", "shift")
     assert objective_directions() == ["minimize", "minimize", "minimize"]
     assert objective_directions(["fid", "macs", "psnr"]) == ["minimize", "minimize", "maximize"]
-    assert set(OBJECTIVES) == {"fid", "latency", "macs", "psnr", "adherence", "shift"}
+    assert set(OBJECTIVES) == {"fid", "latency", "macs", "psnr", "adherence", "shift", "realism"}
     assert objective_directions(["fid", "latency", "shift"]) == ["minimize", "minimize", "minimize"]
     with pytest.raises(ObjectiveError, match="unknown objective"):
         objective_directions(["fid", "speed"])

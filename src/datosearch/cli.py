@@ -66,7 +66,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
-    g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence, shift (default fid,latency,shift)")
+    g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence, shift, realism "
+                                                   "(default fid,latency,shift)")
+    g.add_argument("--real-stats", help="realism objective: .npz with 'mu' and 'sigma' of the extractor's features on "
+                                        "real images (default for the embedded model: its training digits)")
     g.add_argument("--reference", choices=["converged", "full"],
                    help="quality is measured against: converged (default; DPM-Solver++ 2M at 100 linspace steps, fair to "
                         "every sampler) or full (the study's own full compute)")

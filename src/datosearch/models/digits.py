@@ -143,9 +143,18 @@ def load_digit_images(size: int = IMAGE_SIZE) -> tuple[torch.Tensor, torch.Tenso
     return x, torch.tensor(data.target, dtype=torch.long)
 
 
-def heldout_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out real digits (images in [0, 1], labels) of the split recorded at training time."""
+def _split(part: str) -> tuple[torch.Tensor, torch.Tensor]:
     record = json.loads(TRAINING_RECORD.read_text())
-    idx = torch.tensor(record["split"]["heldout_indices"], dtype=torch.long)
+    idx = torch.tensor(record["split"][f"{part}_indices"], dtype=torch.long)
     images, labels = load_digit_images()
     return images[idx], labels[idx]
+
+
+def heldout_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out real digits (images in [0, 1], labels) of the split recorded at training time."""
+    return _split("heldout")
+
+
+def training_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The real digits the embedded model was trained on (the split's other part): what a study may see."""
+    return _split("train")

@@ -1,7 +1,7 @@
 """Objectives of a schedule search: FID-proxy, its feature shift, paired image metrics, latency and a counted MACs cost.
 
 A study optimises one to three of `OBJECTIVES` (name -> Optuna direction); `DEFAULT_OBJECTIVES`
-is FID-proxy + latency + feature shift. `objective_directions(names)` validates a choice and gives the directions.
+is FID-proxy + latency + feature shift; `realism` (the mean feature's distance from real images') is opt-in. `objective_directions(names)` validates a choice and gives the directions.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from .shift import FeatureShift
 from .reference import load_or_compute_reference, reference_key, reference_path
 
 OBJECTIVES: dict[str, str] = {"fid": "minimize", "latency": "minimize", "macs": "minimize",
-                              "psnr": "maximize", "adherence": "maximize", "shift": "minimize"}
+                              "psnr": "maximize", "adherence": "maximize", "shift": "minimize",
+                              "realism": "minimize"}
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("fid", "latency", "shift")
 
 

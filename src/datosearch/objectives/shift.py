@@ -1,4 +1,4 @@
-"""The shift objective: how far the candidate images' mean feature moved from the reference's.
+"""The shift and realism objectives: how far the candidate images' mean feature moved from a target.
 
 `FeatureShift(extractor, reference_images)(images)` is ‖mean_i (f(x_i) − f(r_i))‖², x_i and r_i
 the candidate and reference images of the same prompt and seed. It is the mean term of the Fréchet
@@ -8,6 +8,11 @@ average out (they enter as their mean square over the number of images), a shift
 shift a PSNR-like proxy hides, from a calibration batch too small for a covariance: on the embedded
 model, 24 calibration images rank the FID-proxy against 200 held-out converged images at Kendall
 τ 0.89 over 27 schedules (`bench/results/shift-agreement.md`).
+
+With `offset` (the reference trajectory's own mean feature minus a target's, e.g. real images'; see
+`studies.realism`) the value is ‖offset + mean_i (f(x_i) − f(r_i))‖²: the candidate's squared
+mean-feature distance from the target, the mean term of the FID against real images, with the
+calibration batch contributing only the paired (low-noise) part.
 """
 
 from __future__ import annotations
@@ -22,18 +27,24 @@ from .fid import check_images, extract_features
 
 
 class FeatureShift:
-    """Squared norm of the mean paired feature difference to fixed reference images (≥ 0; 0 for the reference)."""
+    """Squared norm of `offset` + the mean paired feature difference to fixed reference images (≥ 0)."""
 
-    def __init__(self, extractor: nn.Module, reference_images: torch.Tensor, batch_size: int = 64) -> None:
+    def __init__(self, extractor: nn.Module, reference_images: torch.Tensor, batch_size: int = 64,
+                 offset: torch.Tensor | None = None) -> None:
         self.extractor, self.batch_size = extractor, batch_size
         self.reference = extract_features(extractor, check_images(reference_images, "reference"), batch_size)
+        width = self.reference.shape[1]
+        if offset is not None and tuple(offset.shape) != (width,):
+            raise ObjectiveError(f"the feature offset must have the extractor's {width} dimensions, "
+                                 f"got shape {tuple(offset.shape)}")
+        self.offset = torch.zeros(width, dtype=torch.float64) if offset is None else offset.double().cpu()
 
     def __call__(self, images: torch.Tensor) -> float:
         images = check_images(images)
         if images.shape[0] != self.reference.shape[0]:
             raise ObjectiveError(f"the shift objective needs one candidate per reference image: "
                                  f"{images.shape[0]} vs {self.reference.shape[0]}")
-        shift = (extract_features(self.extractor, images, self.batch_size) - self.reference).mean(0)
+        shift = self.offset + (extract_features(self.extractor, images, self.batch_size) - self.reference).mean(0)
         value = float(shift @ shift)
         if not math.isfinite(value):
             raise ObjectiveError(f"the shift objective came out {value}; the candidate's features are degenerate")

@@ -140,33 +140,42 @@ def make_extractor(config: Any, device: str) -> torch.nn.Module:
     return ProjectedFeatures(extractor, dims).to(device).eval()
 
 
-def prompted_digits(prompts: list[str]) -> list[int]:
-    """The digit each calibration prompt asks for (the last digit character in it)."""
+def prompted_digits(prompts: list[str], what: str = "the adherence objective") -> list[int]:
+    """The digit each calibration prompt asks for (the last digit character in it); `what` needs them."""
     digits = [re.findall(r"\d", p) for p in prompts]
     missing = [p for p, d in zip(prompts, digits) if not d]
     if missing:
-        raise UserValueError(f"the adherence objective needs a digit in every prompt; {missing[0]!r} has none")
+        raise UserValueError(f"{what} needs a digit in every prompt; {missing[0]!r} has none")
     return [int(d[-1]) for d in digits]
 
 
-def extra_scores(config: Any, reference: torch.Tensor, device: str = "cpu") -> dict[str, Any]:
-    """Image scores besides the FID-proxy: `adherence` (share classified as the prompted digit) and
-    `shift` (the mean paired feature shift from the reference, on the configured extractor at its own
-    width: a mean needs no covariance, so no projection)."""
+def extra_scores(config: Any, reference: torch.Tensor, device: str = "cpu", pipe: Any = None,
+                 cache_dir: Path | None = None) -> dict[str, Any]:
+    """Image scores besides the FID-proxy: `adherence` (share classified as the prompted digit),
+    `shift` (the mean paired feature shift from the reference) and `realism` (the same, offset to the
+    real images' mean feature: `studies.realism`; needs `pipe` and `cache_dir`), both on the configured
+    extractor at its own width (a mean needs no covariance, so no projection)."""
     scores: dict[str, Any] = {}
     if "adherence" in config.objectives:
         from ..models.digits import prompt_adherence
 
         digits = prompted_digits(config.prompts)
         scores["adherence"] = lambda images: prompt_adherence(images, digits)
-    if "shift" in config.objectives:
+    if "shift" in config.objectives or "realism" in config.objectives:
         from ..objectives import FeatureShift, get_extractor
 
-        scores["shift"] = FeatureShift(get_extractor(config.extractor, device), reference)
+        extractor = get_extractor(config.extractor, device)
+        if "shift" in config.objectives:
+            scores["shift"] = FeatureShift(extractor, reference)
+        if "realism" in config.objectives:
+            from .realism import realism_offset
+
+            offset = realism_offset(pipe, config, cache_dir, extractor)
+            scores["realism"] = FeatureShift(extractor, reference, offset=offset)
     return scores
 
 
-SUPPORTED = ("fid", "latency", "macs", "psnr", "adherence", "shift")
+SUPPORTED = ("fid", "latency", "macs", "psnr", "adherence", "shift", "realism")
 
 
 def reference_images(pipe: Any, config: Any, cache_dir: Path) -> torch.Tensor:
@@ -208,6 +217,6 @@ def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu"
                               guidance_scale=config.guidance)
 
     return Evaluator(pipe, calib, config.objectives, reference=reference, fid=fid,
-                     image_scores=extra_scores(config, reference, device), measure_latency=measure,
+                     image_scores=extra_scores(config, reference, device, pipe, cache_dir), measure_latency=measure,
                      paired=obj.paired_metrics, macs=macs if "macs" in config.objectives else None,
                      device_name=config.device, latency_images=config.latency_images)

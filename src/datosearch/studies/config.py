@@ -49,6 +49,7 @@ class StudyConfig:
     latency_mode: str = "measured"  # "model": predicted by the study's calibrated cost model (studies.cost)
     # timestep spacing of the converged reference (None: the scheduler config's own, as studies stored before it)
     converged_spacing: str | None = CONVERGED_SPACING
+    real_stats: str | None = None  # .npz of real-image feature statistics for `realism` (None: the embedded digits)
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):

@@ -30,7 +30,7 @@ from .front import trial_schedule
 LOG_RANGE = 10.0  # max/min of an axis's values above which it is drawn logarithmic
 QUALITY = {"fid": "FID-proxy (lower is better)", "psnr": "PSNR (dB, higher is better)",
            "adherence": "prompt adherence (higher is better)",
-           "shift": "feature shift (lower is better)"}
+           "shift": "feature shift (lower is better)", "realism": "distance from real images (lower is better)"}
 REFERENCE = {"full": "full compute", "converged": "the converged reference"}
 FAMILIES = (("full compute", "star", "#000000"), ("DeepCache", "diamond", "#6a3d9a"),
             ("DaTo COCO", "hexagram", "#e31a1c"), ("constant pruning ratio", "square", "#ff7f00"),

@@ -69,8 +69,12 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
     width = resolution if resolution is not None else (base.width if base else default_resolution(pipe))
     from ..objectives import DEFAULT_OBJECTIVES
     from ..search.trajectory import CONVERGED_SPACING
+    from .realism import require_real_images
 
     objectives = _given(pick("objectives", "objectives"), list(DEFAULT_OBJECTIVES))
+    real_stats = pick("real_stats", "real_stats")
+    if "realism" in objectives:
+        require_real_images(model, real_stats)
     extractor = _given(pick("extractor", "extractor"), "embedded-digits" if model == "embedded" else "conv-random")
     guidance = _given(pick("guidance", "guidance"), default_guidance(pipe))
     enc_overrides = {field: opts[name] for name, field in ENCODING_OPTIONS.items() if opts.get(name) is not None}
@@ -97,5 +101,6 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         sampler_seed=int(pick("sampler_seed", "sampler_seed")), reference=pick("reference", "reference"),
         latency_mode=pick("latency_mode", "latency_mode"),
         fid_paired=base.fid_paired if base is not None else True,
-        converged_spacing=base.converged_spacing if base is not None else CONVERGED_SPACING)
+        converged_spacing=base.converged_spacing if base is not None else CONVERGED_SPACING,
+        real_stats=None if real_stats is None else str(real_stats))
     return config, pipe

@@ -1,0 +1,95 @@
+"""The realism objective: its offset, its real images, and the defaults that choose it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from datosearch import cli
+from datosearch.models import digits
+from datosearch.objectives import get_extractor
+from datosearch.objectives.fid import extract_features
+from datosearch.studies import build, realism
+from datosearch.studies.resolve import resolve
+from search_helpers import TINY_ARGS, one_thread
+
+
+def test_realism_is_opt_in_and_needs_real_images_outside_the_embedded_model(tmp_path):
+    stats = tmp_path / "real.npz"
+    np.savez(stats, mu=np.zeros(4), sigma=np.eye(4))
+    realism_only = {"images": 5, "steps": 2, "objectives": ["fid", "latency", "realism"]}
+    with one_thread():
+        tiny, pipe = resolve({"model": "tiny", "images": 5, "steps": 2})
+        embedded, _ = resolve({"model": "embedded", **realism_only})
+        with_stats, _ = resolve({"model": "tiny", **realism_only, "real_stats": str(stats)}, pipe=pipe)
+        with pytest.raises(ValueError, match="realism objective needs real-image statistics for model 'tiny'"):
+            resolve({"model": "tiny", **realism_only}, pipe=pipe)
+    assert tiny.objectives == ["fid", "latency", "shift"] and tiny.real_stats is None  # the default: no realism
+    assert embedded.objectives == ["fid", "latency", "realism"] and embedded.real_stats is None  # its digits
+    assert with_stats.objectives == ["fid", "latency", "realism"] and with_stats.real_stats == str(stats)
+
+
+def test_realism_without_real_images_is_one_sentence_and_creates_nothing(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    with one_thread():
+        code = cli.main(["run", "--study", "r", "--storage", f"sqlite:///{db}", *TINY_ARGS, "--objectives",
+                         "fid,latency,realism", "--trials", "1", "--no-outputs"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and not db.exists()
+    assert "realism objective needs real-image statistics for model 'tiny': pass --real-stats" in err
+
+
+def test_the_offset_sample_extends_the_calibration_batch():
+    config = type("C", (), {"prompts": ["a", "b", "c"], "seeds": [5, 2, 9]})()
+    prompts, seeds = realism.offset_batch(config, 7)
+    assert prompts == ["a", "b", "c", "a", "b", "c", "a"] and seeds == [5, 2, 9, 10, 11, 12, 13]
+    assert realism.offset_batch(config, 2) == (["a", "b", "c"], [5, 2, 9])  # never fewer than the batch
+
+
+def test_training_digits_are_the_split_the_held_out_check_never_uses():
+    record = json.loads(digits.TRAINING_RECORD.read_text())["split"]
+    assert not set(record["train_indices"]) & set(record["heldout_indices"])
+    train, held = digits.training_digits()[0], digits.heldout_digits()[0]
+    assert len(train) == len(record["train_indices"]) and len(train) + len(held) == 1797
+    assert not torch.equal(train[:len(held)], held)
+
+
+def test_realism_scores_the_distance_of_the_mean_feature_from_the_real_mean(tmp_path, monkeypatch):
+    """Offset = the reference trajectory's mean over the larger sample − real mu; the calibration batch
+    is the sample's first images, so the reference itself scores ||sample mean − mu||² and a candidate
+    moves that by its paired shift."""
+    monkeypatch.setattr(realism, "OFFSET_IMAGES", 6)
+    with one_thread():
+        config, pipe = resolve({"model": "tiny", "images": 3, "steps": 2, "objectives": ["fid", "latency", "realism"],
+                                "real_stats": str(tmp_path / "real.npz"), "reference": "full", "batch_size": 3})
+        extractor = get_extractor(config.extractor, "cpu")
+        mu = torch.linspace(-1, 1, extractor.num_features, dtype=torch.float64)
+        np.savez(tmp_path / "real.npz", mu=mu.numpy(), sigma=np.eye(extractor.num_features))
+        reference = build.reference_images(pipe, config, tmp_path)
+        score = build.extra_scores(config, reference, "cpu", pipe, tmp_path)["realism"]
+        prompts, seeds = realism.offset_batch(config)
+        sample = build.reference_images(pipe, dataclasses.replace(config, prompts=prompts, seeds=seeds), tmp_path)
+    assert len(sample) == 6 and torch.equal(sample[:3], reference)  # same prompts and seeds: the same images
+    gap = extract_features(extractor, sample).mean(0) - mu
+    assert score(reference) == pytest.approx(float(gap @ gap), rel=1e-6)
+    darker = reference * 0.5
+    moved = gap + (extract_features(extractor, darker) - extract_features(extractor, reference)).mean(0)
+    assert score(darker) == pytest.approx(float(moved @ moved), rel=1e-6) and score(darker) != score(reference)
+
+
+def test_the_embedded_real_mean_follows_the_prompted_digits():
+    """Real digits mixed as the prompts ask: all-3 prompts give the training 3s' mean; a prompt with no
+    digit is refused in one sentence."""
+    extractor = get_extractor("embedded-digits", "cpu")
+    config = type("C", (), {"model": "embedded", "real_stats": None})()
+    images, labels = digits.training_digits()
+    threes = extract_features(extractor, images[labels == 3]).mean(0)
+    assert torch.allclose(realism.real_mean(config, extractor, [digits.digit_prompt(3)] * 4), threes)
+    mixed = realism.real_mean(config, extractor, [digits.digit_prompt(3), digits.digit_prompt(8)])
+    assert not torch.allclose(mixed, threes)
+    with pytest.raises(ValueError, match="realism objective on the embedded model needs a digit in every prompt"):
+        realism.real_mean(config, extractor, ["a cat"])
