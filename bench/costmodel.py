@@ -11,6 +11,7 @@ and interleave their schedules round-robin over `--repeats` rounds (median per s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -21,10 +22,10 @@ import torch
 from datosearch.objectives import device_name, measure_latency
 from datosearch.objectives.costmodel import calibrate, design, fit_model, fit_stats, time_interleaved
 from datosearch.search.evaluator import Evaluator
-from datosearch.search.trajectory import using_scheduler
 from datosearch.space import Schedule, highest_resolution_blocks, transformer_blocks
 from datosearch.space.schedule import FULL, REUSE, PruneConfig
-from datosearch.studies.build import calibration, default_guidance, default_prompts, default_resolution, load_pipeline
+from datosearch.studies.build import (calibration, default_guidance, default_prompts, default_resolution, load_pipeline,
+                                      scheduler_calls)
 
 RESULTS = Path(__file__).parent / "results"
 PNDM, UNIPC, DPM = "PNDMScheduler", "UniPCMultistepScheduler", "DPMSolverMultistepScheduler"
@@ -87,11 +88,7 @@ def main() -> None:
     evaluator = Evaluator(pipe, calibration(cfg), ["latency"], reference=torch.zeros(1), fid=lambda _: 0.0,
                           measure_latency=lambda run: measure_latency(run, "cpu", 0, 1, args.clock).median_s)
 
-    def n_calls_of(scheduler: str, steps: int) -> int:
-        with using_scheduler(pipe, scheduler) as sched:
-            sched.set_timesteps(steps)
-            return len(sched.timesteps)
-
+    n_calls_of = functools.partial(scheduler_calls, pipe)
     hardware = device_name("cpu")
     print(f"{args.model} on {hardware}, torch {torch.__version__}", flush=True)
     start = time.perf_counter()

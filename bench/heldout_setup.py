@@ -10,7 +10,7 @@ import torch
 
 from datosearch import objectives as obj
 from datosearch.search.evaluator import Calibration, Evaluator
-from datosearch.studies.build import load_pipeline, trajectory_table
+from datosearch.studies.build import load_pipeline, scheduler_calls
 from datosearch.studies.heldout import (HELDOUT_SEED0, ConvergedReference, converged_reference, heldout_calibration,
                                         real_fid)
 
@@ -25,7 +25,7 @@ class HeldOut:
 
     def calls(self, scheduler: str, steps: int) -> int:
         """U-Net calls of one generation with `scheduler` at `steps` steps."""
-        return trajectory_table(self.pipe, [(scheduler, steps)])[0]["calls"]
+        return scheduler_calls(self.pipe, scheduler, steps)
 
 
 def held_out(images: int, batch_size: int, latency_images: int = 1,

@@ -67,6 +67,11 @@ def trajectory_table(pipe: Any, pairs: list[tuple[str, int]]) -> list[dict[str, 
     return out
 
 
+def scheduler_calls(pipe: Any, scheduler: str, steps: int) -> int:
+    """U-Net calls of one generation with `scheduler` (a class name or alias) at `steps` steps."""
+    return trajectory_table(pipe, [(scheduler, steps)])[0]["calls"]
+
+
 def trajectories(pipe: Any, steps: int) -> list[dict[str, Any]]:
     """Base trajectories for `--search-steps`: the study's own first, then its scheduler, DPM-Solver++ 2M
     and UniPC at `SEARCH_STEPS`."""

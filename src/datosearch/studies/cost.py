@@ -8,6 +8,7 @@ images (`studies.heldout`). `latency="measured"` keeps per-trial timing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import optuna
@@ -16,7 +17,7 @@ from ..objectives import measure_latency, steady_clock
 from ..objectives.costmodel import CostModel, calibrate
 from ..search.attrs import COSTMODEL_ATTR
 from ..search.evaluator import Evaluator
-from .build import SEARCH_SOLVERS, trajectory_table
+from .build import SEARCH_SOLVERS, scheduler_calls
 from .config import StudyConfig
 
 LATENCY_MODES = ("model", "measured")
@@ -41,11 +42,8 @@ def cost_model_for(study: optuna.Study, evaluator: Evaluator, pipe: Any, config:
     def time_once(schedule: Any) -> float:
         return evaluator.measured_latency(schedule, lambda run: measure_latency(run, device, 0, 1, clock=clock).median_s)
 
-    def n_calls_of(scheduler: str, steps: int) -> int:
-        return trajectory_table(pipe, [(scheduler, steps)])[0]["calls"]
-
     schedulers = list(dict.fromkeys([config.scheduler, *SEARCH_SOLVERS]))
-    model = calibrate(time_once, pipe.unet, n_calls_of, schedulers, calibration_steps(config.steps),
+    model = calibrate(time_once, pipe.unet, functools.partial(scheduler_calls, pipe), schedulers, calibration_steps(config.steps),
                       branches=config.encoding.get("branches", [0]), device=config.device, repeats=CALIBRATION_ROUNDS)
     study.set_user_attr(COSTMODEL_ATTR, model.to_dict())
     return model
