@@ -26,7 +26,6 @@ import torch
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
 from datosearch import objectives as obj
-from datosearch.objectives.fid import extract_features
 from datosearch.studies.build import extra_scores, make_extractor
 from datosearch.studies.realism import real_mean
 from datosearch.studies.resolve import resolve
@@ -54,9 +53,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         scores = extra_scores(config, ref, "cpu", h.pipe, Path(cache))
     # what realism would be with its offset from the calibration batch alone (no 200-image sample)
-    ext = scores["realism"].extractor
-    offset = extract_features(ext, ref).mean(0) - real_mean(config, ext, config.prompts)
-    scores["realism_24"] = obj.FeatureShift(ext, ref, offset=offset)
+    real = scores["realism"]  # its reference features are the calibration batch's
+    offset = real.reference.mean(0) - real_mean(config, real.extractor, config.prompts)
+    scores["realism_24"] = obj.FeatureShift(real.extractor, ref, offset=offset)
     rows = []
     for label, images in [(CONVERGED_LABEL, ref)] + [(lab, h.ev.images(s)) for lab, s in schedules(h)]:
         rows.append({"label": label, "fid": fid(images), **{o: scores[o](images) for o in SCORES},

@@ -1,4 +1,4 @@
-"""The realism objective: its offset, its real images, and the defaults that choose it."""
+"""The realism objective: its offset, its real images, and when it is refused (the default leaves it out)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Objectives of a schedule search: FID-proxy, its feature shift, paired image metrics, latency and a counted MACs cost.
 
 A study optimises one to three of `OBJECTIVES` (name -> Optuna direction); `DEFAULT_OBJECTIVES`
-is FID-proxy + latency + feature shift; `realism` (the mean feature's distance from real images') is opt-in. `objective_directions(names)` validates a choice and gives the directions.
+is FID-proxy + latency + feature shift; `realism` (the mean feature's distance from real images') is
+opt-in. `objective_directions(names)` validates a choice and gives the directions.
 """
 
 from __future__ import annotations

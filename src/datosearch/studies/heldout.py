@@ -45,11 +45,11 @@ CHECK_IMAGES = 16  # convergence check: PSNR of CONVERGED_STEPS vs 2x steps on t
 # `dominates(a, b)`: a beats anchor b on held-out data when it is not slower than SPEED_TOLERANCE x b's
 # speedup AND it is either PSNR_MARGIN_DB closer to the converged reference with a FID-proxy against
 # real digits at most FID_SLACK (relative) above b's (PSNR alone can hide a distribution shift), or has
-# a FID-proxy at least FID_MARGIN (relative) lower at no loss of PSNR (a lower FID-proxy alone is no win:
-# on the embedded model a schedule 9 dB from the converged images, its contrast lowered, scores 21 %
-# below UniPC 10's FID-proxy; `realism` studies find such schedules). The margins sit above the noise we measured: CPU
-# timing varies ±10-15 % between runs, PSNR differences below ~1 dB and FID-proxy differences below
-# ~20 % do not separate schedules at 200 images (DESIGN §8-9).
+# a FID-proxy at least FID_MARGIN (relative) lower at no loss of PSNR (a lower FID-proxy alone is no
+# win: on the embedded model a schedule 9 dB from the converged images, its contrast lowered, scores
+# 21 % below UniPC 10's FID-proxy; `realism` studies find such schedules). The margins sit above the
+# noise we measured: CPU timing varies ±10-15 % between runs, PSNR differences below ~1 dB and
+# FID-proxy differences below ~20 % do not separate schedules at 200 images (DESIGN §8-9).
 SPEED_TOLERANCE = 0.95
 PSNR_MARGIN_DB = 1.0
 FID_MARGIN = 0.20
