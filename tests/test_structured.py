@@ -44,6 +44,32 @@ def test_placement_has_exactly_k_distinct_calls_starting_at_zero(n, k, power, ce
     assert len(set(pos)) == len(pos) == k and pos[0] == 0 and pos == sorted(pos) and pos[-1] < n
 
 
+@pytest.mark.parametrize("n, k", [(8, 5), (51, 10), (13, 7), (5, 5), (51, 1), (10, 2)])
+@pytest.mark.parametrize("power, center", [(1.0, 0.0), (0.5, 0.0), (2.0, 0.0), (1.4, 0.3), (3.0, 1.0)])
+def test_placement_ending_on_the_last_call(n, k, power, center):
+    pos = full_positions(n, k, power, center, last=True)
+    assert len(set(pos)) == len(pos) == k and pos[0] == 0 and pos == sorted(pos)
+    assert pos[-1] == (n - 1 if k > 1 else 0)
+
+
+def test_last_gene_spreads_the_full_calls_to_the_end_and_stored_studies_lack_it():
+    cfg = structured(trajectories=TRAJ, last_gene=True)
+    enc = make_encoding(cfg)
+    assert enc.distributions()["last"].choices == (False, True)
+    params = {"traj": "UniPCMultistepScheduler:10", "full": 5, "warp": 1.0, "center": 0.0, "last": True,
+              **{f"{g}{p}": v for p in range(3) for g, v in (("act", REUSE), ("ord", 2), ("damp", 1.0))},
+              **{f"r:{b}": 0.0 for b in BLOCKS}}
+    fulls = lambda s: [t for t, a in enumerate(s.cache) if a == FULL]  # noqa: E731
+    assert fulls(enc.decode(params)) == [0, 2, 5, 8, 9]
+    assert fulls(enc.decode({**params, "last": False})) == [0, 2, 4, 6, 8]
+    schedule = enc.decode(params)
+    assert enc.encode(schedule)["last"] is True and enc.decode(enc.encode(schedule)).key() == schedule.key()
+    stored = {k: v for k, v in cfg.to_dict().items() if k != "last_gene"}  # a study stored before the gene
+    old = make_encoding(EncodingConfig(**EncodingConfig.normalised(stored)))
+    assert "last" not in old.distributions()
+    assert fulls(old.decode({k: v for k, v in params.items() if k != "last"})) == [0, 2, 4, 6, 8]
+
+
 def test_warp_expresses_uniform_late_early_and_center_dense():
     uniform = full_positions(51, 10, 1.0, 0.0)
     assert uniform == [0, 5, 10, 15, 20, 26, 31, 36, 41, 46]
@@ -104,10 +130,26 @@ def test_initial_population_spreads_over_the_speed_range():
         assert m.counts()["reuse"] == m.counts()["forecast"] == m.n_calls - m.counts()["full"]
 
 
+def test_initial_forecasting_members_end_on_a_full_call_with_the_last_gene():
+    trajs = [TRAJ[0]] + [{"scheduler": s, "steps": n, "calls": n} for s in ("UniPCMultistepScheduler",
+                         "DPMSolverMultistepScheduler") for n in (6, 8, 10, 12, 15, 20, 25, 30)]
+    enc = make_encoding(structured(trajectories=trajs, last_gene=True))
+    genomes = enc.initial()
+    assert all("last" in g for g in genomes)
+    forecasting = [enc.decode(g) for g in genomes if g["traj"] != "PNDMScheduler:50"]
+    assert sorted({m.counts()["full"] for m in forecasting}) == [4, 5, 7, 10, 14, 20]
+    assert all(m.cache[-1] == FULL and m.counts()["forecast"] == m.n_calls - m.counts()["full"] for m in forecasting)
+    assert {(f.order, f.damping) for m in forecasting for f in m.forecast.values()} == {(2, 1.0)}
+    by_full = {m.counts()["full"]: m.n_calls for m in forecasting}
+    assert by_full[5] == 8 and by_full[7] == 12  # about 1.7 solver steps per full call
+    assert [t for t, a in enumerate(next(m for m in forecasting if m.n_calls == 8).cache) if a == FULL] == \
+        [0, 2, 4, 6, 7]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_every_child_of_the_operators_is_a_valid_schedule(data):
-    cfg = structured(trajectories=TRAJ)
+    cfg = structured(trajectories=TRAJ, last_gene=data.draw(st.booleans()))
     enc = make_encoding(cfg)
     dists = enc.distributions()
 
@@ -124,6 +166,8 @@ def test_every_child_of_the_operators_is_a_valid_schedule(data):
 
     variation = StructuredVariation(enc, data.draw(st.integers(0, 2**31 - 1)))
     child = variation.mutate(variation.crossover(genome(), genome()))
+    if child.get("last") and child["full"] > 1:
+        assert enc.decode(child).cache[-1] == FULL
     assert set(child) == set(dists) and all(_within(v, dists[k]) for k, v in child.items())
     schedule = enc.decode(child)
     schedule.validate_for(UNET)

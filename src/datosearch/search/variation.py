@@ -1,11 +1,12 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
 Parents are picked by binary tournament (feasible before infeasible, then Pareto dominance). The
-crossover keeps structure: the placement block (trajectory, full-call count, warp, center) comes
-whole from one parent, each phase's (action, order, damping) from either, each pruning ratio from
-either. Mutations insert or delete full calls, shift them (warp, center), change a phase's action
-or forecast, step a pruning ratio, or switch the trajectory. A child that repeats an evaluated
-schedule is mutated again (a few times at most), so the budget is not spent on duplicates.
+crossover keeps structure: the placement block (trajectory, full-call count, warp, center, last)
+comes whole from one parent, each phase's (action, order, damping) from either, each pruning ratio
+from either. Mutations insert or delete full calls, shift them (warp, center, ending on the last
+call or not), change a phase's action or forecast, step a pruning ratio, or switch the trajectory.
+A child that repeats an evaluated schedule is mutated again (a few times at most), so the budget is
+not spent on duplicates.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 CROSSOVER_PROB = 0.9
 RETRIES = 8
-PLACEMENT = ("traj", "full", "warp", "center")
+PLACEMENT = ("traj", "full", "warp", "center", "last")
 
 
 def _violation(trial: FrozenTrial) -> float:
@@ -82,11 +83,12 @@ class StructuredVariation:
         return child
 
     def mutate(self, params: dict[str, Any]) -> dict[str, Any]:
-        """At least one structural change: full calls, placement, a phase, a ratio or the trajectory."""
+        """At least one structural change: full calls, placement (warp, center, last call), a phase, a
+        ratio or the trajectory."""
         cfg, enc, rng = self.encoding.cfg, self.encoding, self.rng
         child = dict(params)
         ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
-            (["traj"] if "traj" in child else [])
+            [op for op in ("traj", "last") if op in child]
         for op in {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}:
             if op == "full":  # insert or delete full calls (a step that grows with their number)
                 size = max(1, round(0.15 * child["full"]))
@@ -98,6 +100,8 @@ class StructuredVariation:
                 child["center"] = float(min(1.0, max(0.0, child["center"] + rng.normal(0, 0.15))))
             elif op == "phase":
                 self._mutate_phase(child, int(rng.randint(cfg.phases)))
+            elif op == "last":  # the full calls end on the last call, or not
+                child["last"] = not child["last"]
             elif op == "ratio":
                 key = f"r:{cfg.blocks[rng.randint(len(cfg.blocks))]}"
                 child[key] = _step(cfg.ratio_steps, child[key], int(rng.choice([-1, 1])))

@@ -3,8 +3,9 @@
 Each encoding (one module each) turns genes into a `Schedule` and back:
 
 - ``"structured"`` (`space.structured`, the default): number of full calls, their placement by a
-  warp of normalized time, per-phase action with forecast order and damping, optionally the base
-  trajectory (scheduler and step count); its own NSGA-II variation (`search.variation`);
+  warp of normalized time (optionally ending on the last call), per-phase action with forecast
+  order and damping, optionally the base trajectory (scheduler and step count); its own NSGA-II
+  variation (`search.variation`);
 - ``"calls"`` (`space.calls`): one categorical gene per U-Net call;
 - ``"intervals"`` (`space.intervals`): segment lengths plus one action per segment.
 
@@ -35,7 +36,8 @@ class EncodingConfig:
 
     `trajectories` (structured only) lists the base trajectories the search may pick, each
     `{"scheduler": class name, "steps": int, "calls": int}`; the first is the study's own. Empty:
-    the study's own trajectory only.
+    the study's own trajectory only. `last_gene` (structured only) adds the gene ``last``: the full
+    calls span the whole trajectory, its last call full (studies stored before it lack the gene).
     """
 
     n_calls: int
@@ -55,6 +57,7 @@ class EncodingConfig:
     damping_steps: list[float] = field(default_factory=lambda: list(DAMPING_STEPS))
     phases: int = 3
     trajectories: list[dict[str, Any]] = field(default_factory=list)
+    last_gene: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

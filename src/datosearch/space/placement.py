@@ -91,11 +91,13 @@ def spread(n_calls: int, times: Sequence[float]) -> list[int]:
     return pos
 
 
-def full_positions(n_calls: int, k: int, power: float, center: float) -> list[int]:
+def full_positions(n_calls: int, k: int, power: float, center: float, last: bool = False) -> list[int]:
     """`k` distinct full-call indices in 0..n_calls-1, call 0 first, at warp(i / k) of the trajectory
-    (`spread`: exactly min(k, n_calls) calls are full)."""
+    (`spread`: exactly min(k, n_calls) calls are full). With `last` (and k >= 2) at warp(i / (k - 1)):
+    the full calls span the whole trajectory, the last call full."""
     k = max(1, min(k, n_calls))
-    return spread(n_calls, [warp(i / k, power, center) for i in range(k)])
+    span = k - 1 if last and k > 1 else k
+    return spread(n_calls, [warp(i / span, power, center) for i in range(k)])
 
 
 def phase_of(call: int, n_calls: int, phases: int) -> int:

@@ -51,7 +51,7 @@ def default_prompts(n: int) -> tuple[list[str], list[int]]:
     return [digit_prompt(i % 10) for i in range(n)], list(range(n))
 
 
-SEARCH_STEPS = (10, 15, 20, 25, 30, 40, 50)
+SEARCH_STEPS = (6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 FEWER_STEPS = (5, 7, 10, 15, 25)
 SEARCH_SOLVERS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
 
@@ -91,7 +91,7 @@ def fewer_steps(pipe: Any, steps: int) -> list[dict[str, Any]]:
 
 def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overrides: Any) -> EncodingConfig:
     """Search every transformer block's ratio and the cache plan (branches 0..2); with `search_steps`,
-    the base trajectory too (structured encoding only)."""
+    the base trajectory too (structured encoding only, which also gets the `last` placement gene)."""
     branches = overrides.pop("branches", None)
     branches = [0, 1, 2] if branches is None else branches
     from ..space.layout import n_branches
@@ -99,6 +99,8 @@ def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overri
     fields = dict(n_calls=n_calls(pipe, steps), blocks=[b.path for b in transformer_blocks(pipe.unet)],
                   branches=[b for b in branches if b < n_branches(pipe.unet)])
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    if fields.get("kind") == "structured":
+        fields.setdefault("last_gene", True)
     if search_steps:
         if fields.get("kind") != "structured":
             raise UserValueError("--search-steps needs the structured encoding (--encoding structured)")
