@@ -76,10 +76,11 @@ def main() -> int:
 
 
 def _rows() -> list[dict[str, Any]]:
-    rows = []
+    """The stored rows of both modes, each schedule once (the modes share some placements)."""
+    rows: dict[str, dict[str, Any]] = {}
     for path in sorted(RESULTS.glob("forecast-last-*.jsonl")):
-        rows += [r for r in map(json.loads, path.read_text().splitlines()) if "label" in r]
-    return rows
+        rows.update((r["label"], r) for r in map(json.loads, path.read_text().splitlines()) if "label" in r)
+    return list(rows.values())
 
 
 def markdown() -> str:

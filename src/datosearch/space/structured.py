@@ -112,10 +112,10 @@ class StructuredEncoding(Encoding):
         params = self.nearest_plan(schedule)
         if params is None:
             return None
-        lasts = [params["last"], not params["last"]] if "last" in params else [False]
+        lasts = [{"last": params["last"]}, {"last": not params["last"]}] if "last" in params else [{}]
         grid = itertools.chain([(params["warp"], params["center"])], _placement_grid())
         for (warp, center), last in itertools.product(grid, lasts):
-            trial = {**params, "warp": warp, "center": center, **({"last": last} if "last" in params else {})}
+            trial = {**params, "warp": warp, "center": center, **last}
             decoded = self.decode_plan(trial)
             if (decoded.cache, decoded.forecast) == (schedule.cache, schedule.forecast) and \
                     _trajectory_meta(decoded) == _trajectory_meta(schedule):

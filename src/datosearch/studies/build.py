@@ -91,7 +91,7 @@ def fewer_steps(pipe: Any, steps: int) -> list[dict[str, Any]]:
 
 def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overrides: Any) -> EncodingConfig:
     """Search every transformer block's ratio and the cache plan (branches 0..2); with `search_steps`,
-    the base trajectory too (structured encoding only, which also gets the `last` placement gene)."""
+    the base trajectory too (structured encoding only). The structured encoding gets the `last` gene."""
     branches = overrides.pop("branches", None)
     branches = [0, 1, 2] if branches is None else branches
     from ..space.layout import n_branches

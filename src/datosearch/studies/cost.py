@@ -43,8 +43,9 @@ def cost_model_for(study: optuna.Study, evaluator: Evaluator, pipe: Any, config:
         return evaluator.measured_latency(schedule, lambda run: measure_latency(run, device, 0, 1, clock=clock).median_s)
 
     schedulers = list(dict.fromkeys([config.scheduler, *SEARCH_SOLVERS]))
-    model = calibrate(time_once, pipe.unet, functools.partial(scheduler_calls, pipe), schedulers, calibration_steps(config.steps),
-                      branches=config.encoding.get("branches", [0]), device=config.device, repeats=CALIBRATION_ROUNDS)
+    model = calibrate(time_once, pipe.unet, functools.partial(scheduler_calls, pipe), schedulers,
+                      calibration_steps(config.steps), branches=config.encoding.get("branches", [0]),
+                      device=config.device, repeats=CALIBRATION_ROUNDS)
     study.set_user_attr(COSTMODEL_ATTR, model.to_dict())
     return model
 
