@@ -26,27 +26,28 @@ from datosearch.space.placement import deepcache_nonuniform, from_full_calls, po
 from datosearch.space.schedule import REUSE, Schedule
 from datosearch.studies.build import default_guidance
 from datosearch.studies.heldout import (FID_MARGIN, PSNR_MARGIN_DB, SPEED_TOLERANCE, beaten_anchors,
-                                        converged_reference, heldout_prompts, score_heldout)
+                                        converged_reference, score_heldout)
+from datosearch.studies.protocol import HeldoutProtocol
+from heldout_setup import on
 
 RESULTS = Path(__file__).parent / "results"
 PLMS_STEPS, PLMS_CALLS = 50, 51
 FORECAST_GAMMA, FORECAST_ORDER = 0.6, 2
 
 
-def forecast_schedule(n_calls: int, k: int, **meta: Any) -> Schedule:
+def forecast_schedule(n_calls: int, k: int) -> Schedule:
     """k full calls at round(n·(i/k)^0.6), every other call a reuse that forecasts (order 2)."""
-    base = from_full_calls(n_calls, power_law(n_calls, k, FORECAST_GAMMA), REUSE, **meta)
-    return base.with_forecast(FORECAST_ORDER)
+    return from_full_calls(n_calls, power_law(n_calls, k, FORECAST_GAMMA), REUSE).with_forecast(FORECAST_ORDER)
 
 
 def compared() -> list[tuple[str, Schedule | None]]:
     rows: list[tuple[str, Schedule | None]] = [("PLMS 50 full", None)]
     for label, name in (("UniPC", "unipc"), ("DPM-Solver++ 2M", "dpmpp2m")):
-        rows += [(f"{label} {n}", Schedule.full(n, scheduler=name, steps=n)) for n in (5, 7, 10)]
+        rows += [(f"{label} {n}", on(Schedule.full(n), name, n)) for n in (5, 7, 10)]
     rows += [(f"DeepCache N={n}", Schedule.deepcache(PLMS_CALLS, n, 0)) for n in range(2, 11)]
     rows += [(f"DeepCache non-uniform N={n}", deepcache_nonuniform(PLMS_CALLS, PLMS_STEPS, n, 0)) for n in (5, 8)]
     rows += [(f"forecast PLMS 50, {k} full", forecast_schedule(PLMS_CALLS, k)) for k in (10, 7, 5)]
-    rows += [(f"forecast UniPC 25, {k} full", forecast_schedule(25, k, scheduler="unipc", steps=25))
+    rows += [(f"forecast UniPC 25, {k} full", on(forecast_schedule(25, k), "unipc", 25))
              for k in (10, 7, 5)]
     return rows
 
@@ -100,7 +101,8 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f}s] {msg}", flush=True)
 
-    prompts, seeds = heldout_prompts(args.images)
+    protocol = HeldoutProtocol(args.images)
+    prompts, seeds = protocol.prompts, protocol.seeds
     log("converged reference")
     conv = converged_reference(pipe, prompts, seeds, guidance=guidance, cache_dir=args.cache_dir)
     log(f"convergence check: {conv.describe()['check']}")
@@ -111,11 +113,9 @@ def main() -> None:
     anchors = [r for r in rows if r["name"].startswith(("DeepCache", "PLMS"))]
     for r in rows:
         r["beats"] = beaten_anchors(r, anchors)
-    from datosearch.models.digits import heldout_digits
-
     meta = {"device": device_name(pipe.device), "torch": torch.__version__, "images": args.images,
             "seeds": [seeds[0], seeds[-1]], "guidance": guidance, "converged": conv.describe(),
-            "repeats": args.repeats, "latency_images": args.latency_images, "real_digits": len(heldout_digits()[0]),
+            "repeats": args.repeats, "latency_images": args.latency_images, "real_digits": len(protocol.real_images()),
             "runtime_s": time.perf_counter() - start}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

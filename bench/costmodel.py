@@ -1,8 +1,8 @@
 """Latency cost model: calibrate on a small design, then predict held-out schedules and compare.
 
-Timing goes through `Evaluator.latency` (the schedule applied on the scheduler and step count its
-meta names, 1 image, warm-up 0 / 1 repeat per call); calibration and evaluation each warm up first
-and interleave their schedules round-robin over `--repeats` rounds (median per schedule).
+Timing goes through `Evaluator.latency` (the schedule applied on its base trajectory,
+`Schedule.trajectory`, 1 image, warm-up 0 / 1 repeat per call); calibration and evaluation each warm
+up first and interleave their schedules round-robin over `--repeats` rounds (median per schedule).
 
     PYTHONPATH=src python bench/costmodel.py              # embedded model, 1 torch thread
     PYTHONPATH=src python bench/costmodel.py --model tiny
@@ -24,6 +24,7 @@ from datosearch.objectives.costmodel import calibrate, design, fit_model, fit_st
 from datosearch.search.evaluator import Evaluator
 from datosearch.space import Schedule, highest_resolution_blocks, transformer_blocks
 from datosearch.space.schedule import FULL, REUSE, PruneConfig
+from datosearch.space.trajectory import Trajectory
 from datosearch.studies.build import (calibration, default_guidance, default_prompts, default_resolution, load_pipeline,
                                       scheduler_calls)
 
@@ -31,10 +32,10 @@ RESULTS = Path(__file__).parent / "results"
 PNDM, UNIPC, DPM = "PNDMScheduler", "UniPCMultistepScheduler", "DPMSolverMultistepScheduler"
 
 
-def placed(n: int, k: int, power: float, other: Any, **meta: Any) -> Schedule:
+def placed(n: int, k: int, power: float, other: Any, trajectory: Trajectory | None = None, **meta: Any) -> Schedule:
     """k full calls at round(n·(i/k)^power), `other` elsewhere."""
     full = {min(n - 1, round(n * (i / k) ** power)) for i in range(k)}
-    return Schedule([FULL if t in full else other for t in range(n)], meta=meta)
+    return Schedule([FULL if t in full else other for t in range(n)], meta=meta, trajectory=trajectory)
 
 
 def held_out(pipe: Any, n_calls_of: Any, steps: int) -> list[Schedule]:
@@ -61,10 +62,10 @@ def held_out(pipe: Any, n_calls_of: Any, steps: int) -> list[Schedule]:
         out.append(Schedule.dato_coco(unet, 0.4))
     for sched in (UNIPC, DPM):
         for k in (5, 7, 10, 25):
-            out.append(Schedule.full(n_calls_of(sched, k), scheduler=sched, steps=k).with_meta(
-                name=f"full-{sched[:5]}-{k}"))
+            out.append(Schedule([FULL] * n_calls_of(sched, k), meta={"name": f"full-{sched[:5]}-{k}"},
+                                trajectory=Trajectory(sched, k)))
     m = n_calls_of(UNIPC, 25)
-    out.append(placed(m, 10, 0.6, REUSE, scheduler=UNIPC, steps=25, name="UniPC25-reuse-k10-fc2").with_forecast(2))
+    out.append(placed(m, 10, 0.6, REUSE, Trajectory(UNIPC, 25), name="UniPC25-reuse-k10-fc2").with_forecast(2))
     return out
 
 
@@ -114,8 +115,8 @@ def main() -> None:
     base_m, base_p, base_e = measured[0], predicted[0], early[0]
     sp_m = [base_m / m for m in measured]
     sp_e = [base_e / e for e in early]
-    rows = [{"name": s.meta.get("name", "?"), "scheduler": s.meta.get("scheduler", PNDM), "n_calls": s.n_calls,
-             **s.counts(), "measured_s": m, "predicted_s": p, "rel_err": (p - m) / m, "calibrated_s": e,
+    rows = [{"name": s.meta.get("name", "?"), "scheduler": s.trajectory.scheduler if s.trajectory else PNDM,
+             "n_calls": s.n_calls, **s.counts(), "measured_s": m, "predicted_s": p, "rel_err": (p - m) / m, "calibrated_s": e,
              "speedup_measured": a, "speedup_calibrated": b}
             for s, m, p, e, a, b in zip(schedules, measured, predicted, early, sp_m, sp_e)]
     result = {"model": args.model, "hardware": hardware, "torch": torch.__version__,

@@ -2,10 +2,10 @@
 
     PYTHONPATH=src python bench/forecast.py [--images 40] [--rounds 5] [--sd15-steps 10]
 
-1. Quality (embedded model, held-out seeds 777000+, PSNR against full compute of the same
-   trajectory): reuse vs forecast order 1 / 2, extrapolating over the call index or over the
-   timestep value, on PLMS 50 (uniform timesteps) and DPM-Solver++ 2M with Karras sigmas at 25
-   steps (non-uniform timesteps).
+1. Quality (embedded model, the held-out protocol's images: `studies.protocol.HeldoutProtocol`,
+   seeds 777000+, one generator per image; PSNR against full compute of the same trajectory): reuse
+   vs forecast order 1 / 2, extrapolating over the call index or over the timestep value, on PLMS 50
+   (uniform timesteps) and DPM-Solver++ 2M with Karras sigmas at 25 steps (non-uniform timesteps).
 2. Time (embedded model): the same plan with reuse and with forecasting, interleaved rounds, medians.
 3. Overhead on an SD1.5-shaped random-weight U-Net (64x64 latents, CFG batch 2): seconds per
    generation with reuse vs forecast, and the bytes the forecast history holds.
@@ -27,13 +27,15 @@ import torch
 import datosearch
 from datosearch.dato import caching, state as dato_state
 from datosearch.models import load
-from datosearch.models.digits import digit_prompt
 from datosearch.objectives import device_name, paired_metrics
-from datosearch.search.trajectory import using_scheduler
 from datosearch.space import Schedule
+from datosearch.space.trajectory import Trajectory
+from datosearch.studies.protocol import HELDOUT_SEED0, HeldoutProtocol
 
 RESULTS = Path(__file__).parent / "results"
-HELDOUT_SEED = 777000
+PLMS_50 = Trajectory("PNDMScheduler", 50)
+TRAJECTORIES = {"PLMS 50": PLMS_50,
+                "DPM++ 2M Karras 25": Trajectory("DPMSolverMultistepScheduler", 25, {"use_karras_sigmas": True})}
 
 
 def plans(n: int) -> dict[str, Schedule]:
@@ -73,33 +75,22 @@ def timestep_axis() -> Iterator[None]:
         dato_state.DaToState.remember, dato_state.DaToState.predict = remember, predict
 
 
-def generate(pipe: Any, prompts: list[str], steps: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        return pipe(prompts, num_inference_steps=steps, generator=gen, output_type="pt").images.float()
-
-
 def quality(pipe: Any, n_images: int) -> list[dict[str, Any]]:
-    prompts = [digit_prompt(i % 10) for i in range(n_images)]
+    protocol = HeldoutProtocol(n_images)
     rows = []
-    for label, scheduler, steps in (("PLMS 50", "PNDMScheduler", 50), ("DPM++ 2M Karras 25", "karras", 25)):
-        ctx = using_scheduler(pipe, "DPMSolverMultistepScheduler" if scheduler == "karras" else scheduler)
-        with ctx as sched:
-            if scheduler == "karras":
-                pipe.scheduler = type(sched).from_config(sched.config, use_karras_sigmas=True)
-            ref = generate(pipe, prompts, steps, HELDOUT_SEED)
-            n = len(pipe.scheduler.timesteps)
-            for name, plan in plans(n).items():
-                row: dict[str, Any] = {"trajectory": label, "plan": name, "full": plan.counts()["full"]}
-                for col, order, axis in (("reuse", 0, "call"), ("order 1 call", 1, "call"), ("order 2 call", 2, "call"),
-                                         ("order 1 timestep", 1, "timestep"), ("order 2 timestep", 2, "timestep")):
-                    with timestep_axis() if axis == "timestep" else contextlib.nullcontext():  # before apply binds hooks
-                        handle = datosearch.apply(pipe, plan.with_forecast(order))
-                        images = generate(pipe, prompts, steps, HELDOUT_SEED)
-                        handle.remove()
-                    row[col] = round(paired_metrics(images, ref)["psnr"], 2)
-                rows.append(row)
-                print(row, flush=True)
+    for label, trajectory in TRAJECTORIES.items():
+        ref = protocol.generate(pipe, trajectory)
+        for name, plan in plans(trajectory.calls(pipe.scheduler.config)).items():
+            row: dict[str, Any] = {"trajectory": label, "plan": name, "full": plan.counts()["full"]}
+            for col, order, axis in (("reuse", 0, "call"), ("order 1 call", 1, "call"), ("order 2 call", 2, "call"),
+                                     ("order 1 timestep", 1, "timestep"), ("order 2 timestep", 2, "timestep")):
+                with timestep_axis() if axis == "timestep" else contextlib.nullcontext():  # before apply binds hooks
+                    handle = datosearch.apply(pipe, plan.with_forecast(order))
+                    images = protocol.generate(pipe, trajectory)
+                    handle.remove()
+                row[col] = round(paired_metrics(images, ref)["psnr"], 2)
+            rows.append(row)
+            print(row, flush=True)
     return rows
 
 
@@ -116,10 +107,10 @@ def interleaved(runs: dict[str, Any], rounds: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def timed(pipe: Any, plan: Schedule, prompts: list[str], steps: int) -> Any:
+def timed(pipe: Any, plan: Schedule, protocol: HeldoutProtocol) -> Any:
     def run() -> None:
         handle = datosearch.apply(pipe, plan)
-        generate(pipe, prompts, steps, 0)
+        protocol.generate(pipe, PLMS_50)
         handle.remove()
     return run
 
@@ -143,12 +134,12 @@ def main() -> int:
     result: dict[str, Any] = {"hardware": device_name("cpu"), "torch": torch.__version__, "images": args.images}
     result["quality"] = quality(pipe, args.images)
 
-    prompts = [digit_prompt(i % 10) for i in range(20)]
-    base = plans(51)
+    timing_images = HeldoutProtocol(20, seed0=0)  # timing only: 20 prompts, seeds 0..19
+    base = plans(PLMS_50.calls(pipe.scheduler.config))
     timing = {}
     for name in ("10 full late-dense, reuse", "uniform N=5 b0"):
-        t = interleaved({"reuse": timed(pipe, base[name], prompts, 50),
-                         "forecast order 2": timed(pipe, base[name].with_forecast(2), prompts, 50)}, args.rounds)
+        t = interleaved({"reuse": timed(pipe, base[name], timing_images),
+                         "forecast order 2": timed(pipe, base[name].with_forecast(2), timing_images)}, args.rounds)
         timing[name] = {k: round(v, 4) for k, v in t.items()} | {"ratio": round(t["forecast order 2"] / t["reuse"], 4)}
         print(name, timing[name], flush=True)
     result["embedded_time_s_per_20_images"] = timing
@@ -192,7 +183,7 @@ def main() -> int:
 def markdown(r: dict[str, Any]) -> str:
     cols = ["reuse", "order 1 call", "order 2 call", "order 1 timestep", "order 2 timestep"]
     lines = [f"# Forecasting ({r['hardware']}, torch {r['torch']})", "",
-             f"PSNR (dB) against full compute of the same trajectory, {r['images']} held-out images (seeds {HELDOUT_SEED}+).",
+             f"PSNR (dB) against full compute of the same trajectory, {r['images']} held-out images (seeds {HELDOUT_SEED0}+).",
              "", "| trajectory | plan | full calls | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
     for q in r["quality"]:
         lines.append(f"| {q['trajectory']} | {q['plan']} | {q['full']} | " + " | ".join(str(q[c]) for c in cols) + " |")

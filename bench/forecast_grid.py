@@ -24,10 +24,9 @@ import torch
 
 from datosearch import objectives as obj
 from datosearch.objectives.costmodel import calibrate
-from datosearch.search.trajectory import class_name
 from datosearch.space.placement import from_full_calls, full_positions
 from datosearch.space.schedule import REUSE, Schedule
-from heldout_setup import held_out
+from heldout_setup import held_out, on
 
 RESULTS = Path(__file__).parent / "results"
 BASES = (("dpmpp2m", 15), ("dpmpp2m", 20), ("dpmpp2m", 25), ("unipc", 15), ("unipc", 20), ("pndm", 25), ("pndm", 50))
@@ -36,9 +35,9 @@ WARPS = (0.5, 0.6, 0.8)
 FORECASTS = ((1, 1.0), (1, 0.75), (2, 1.0))
 
 
-def forecast_schedule(n: int, k: int, warp: float, order: int, damping: float, **meta: Any) -> Schedule:
+def forecast_schedule(n: int, k: int, warp: float, order: int, damping: float) -> Schedule:
     """k full calls at `full_positions(n, k, warp, 0)`, every other call a forecast reuse."""
-    return from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE, **meta).with_forecast(order, damping)
+    return from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE).with_forecast(order, damping)
 
 
 def main() -> int:
@@ -58,15 +57,15 @@ def main() -> int:
     def score(label: str, schedule: Schedule, k: int) -> None:
         images = ev.images(schedule)
         psnr = obj.paired_metrics(images, conv.images)["psnr"]
-        rows.append({"label": label, "full": k, "scheduler": class_name(schedule.meta["scheduler"]),
-                     "steps": schedule.meta["steps"], "psnr_converged": psnr, "fid_real": fid(images) if fid else None,
+        rows.append({"label": label, "full": k, "scheduler": schedule.trajectory.scheduler,
+                     "steps": schedule.trajectory.steps, "psnr_converged": psnr, "fid_real": fid(images) if fid else None,
                      "speedup": base_s / model.predict(schedule)})
         print(f"{label:36s} {psnr:6.2f} dB {rows[-1]['fid_real'] or 0:6.1f} {rows[-1]['speedup']:5.2f}x", flush=True)
 
     for name, k in itertools.product(("unipc", "dpmpp2m"), FULLS):
-        score(f"{name} {k} steps", Schedule.full(k, scheduler=name, steps=k), k)
+        score(f"{name} {k} steps", on(Schedule.full(k), name, k), k)
     for (name, steps), k, warp, (order, damping) in itertools.product(BASES, FULLS, WARPS, FORECASTS):
-        schedule = forecast_schedule(calls(name, steps), k, warp, order, damping, scheduler=name, steps=steps)
+        schedule = on(forecast_schedule(calls(name, steps), k, warp, order, damping), name, steps)
         score(f"{name} {steps}: {k} full, warp {warp}, o{order} d{damping}", schedule, k)
     meta = {"device": obj.device_name("cpu"), "torch": torch.__version__, "images": args.images,
             "cost_model_r2": model.stats["r2"], "runtime_s": time.perf_counter() - start}

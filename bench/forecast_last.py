@@ -25,7 +25,7 @@ import torch
 from datosearch import objectives as obj
 from datosearch.space.placement import from_full_calls, full_positions
 from datosearch.space.schedule import REUSE, Schedule
-from heldout_setup import held_out
+from heldout_setup import held_out, on
 
 RESULTS = Path(__file__).parent / "results"
 FORECASTS = ((2, 1.0), (1, 1.0), (1, 0.5))
@@ -65,12 +65,12 @@ def main() -> int:
         print(f"{label:52s} {row['psnr']:6.2f} dB {row['fid']:6.1f}", flush=True)
 
     for name, k in itertools.product(("unipc", "dpmpp2m"), STEPS):
-        score(f"{name} {k} steps", Schedule.full(k, scheduler=name, steps=k), k)
+        score(f"{name} {k} steps", on(Schedule.full(k), name, k), k)
     for k, steps in STEPS.items():
         for n in steps:
             for pos, name, (order, damping) in itertools.product(placements(args.mode, n, k), ("unipc", "dpmpp2m"),
                                                                  FORECASTS):
-                plan = from_full_calls(n, list(pos), REUSE, scheduler=name, steps=n).with_forecast(order, damping)
+                plan = on(from_full_calls(n, list(pos), REUSE), name, n).with_forecast(order, damping)
                 score(f"{name} {n}: {k} full {pos} o{order} d{damping}", plan, k, pos)
     return 0
 

@@ -30,7 +30,7 @@ from datosearch import objectives as obj
 from datosearch.space.placement import from_full_calls, full_positions
 from datosearch.space.schedule import REUSE, Schedule
 from datosearch.studies.heldout import converged_fid
-from heldout_setup import HeldOut, held_out
+from heldout_setup import HeldOut, held_out, on
 
 RESULTS = Path(__file__).parent / "results"
 FULL_STEPS = (("unipc", (5, 7, 10, 25)), ("dpmpp2m", (5, 7, 10, 25, 50)), ("pndm", (50,)))
@@ -41,14 +41,13 @@ FORECASTS = tuple(itertools.product((5, 7), (0.6, 0.8), ("reuse", "shallow b0"),
 def forecast(h: HeldOut, k: int, warp: float, action: str, order: int) -> Schedule:
     """k full calls on DPM-Solver++ 2M at 2k steps, the other k calls forecast (reuse or shallow branch 0)."""
     n = h.calls("dpmpp2m", 2 * k)
-    plan = from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE if action == "reuse" else 0,
-                           scheduler="dpmpp2m", steps=2 * k)
-    return plan.with_forecast(order, 1.0)
+    plan = from_full_calls(n, full_positions(n, k, warp, 0.0), REUSE if action == "reuse" else 0)
+    return on(plan, "dpmpp2m", 2 * k).with_forecast(order, 1.0)
 
 
 def schedules(h: HeldOut) -> list[tuple[str, Schedule]]:
     """The rows after the converged reference's: full compute at fewer steps, then the forecasts."""
-    out = [(f"{name} {steps} steps", Schedule.full(h.calls(name, steps), scheduler=name, steps=steps))
+    out = [(f"{name} {steps} steps", on(Schedule.full(h.calls(name, steps)), name, steps))
            for name, counts in FULL_STEPS for steps in counts]
     return out + [(f"dpmpp2m {2 * k}: {k} full, warp {warp}, forecast {action} o{order}",
                    forecast(h, k, warp, action, order)) for k, warp, action, order in FORECASTS]

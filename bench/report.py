@@ -4,8 +4,9 @@
                                           [--repeats 3] [--screenshot docs/report.png]
 
 Writes the report (`datosearch report`), then opens it `--repeats` times in a fresh headless Chromium
-(`tests/headless.py`) and prints the file size, the time until every plot drew its SVG (median, from
-navigation start) and the load event, and checks that every image decoded and nothing was fetched.
+(`bench/headless.py`, the driver `tests/test_report_browser.py` uses too) and prints the file size, the
+time until every plot drew its SVG (median, from navigation start) and the load event, and checks that
+every image decoded and nothing was fetched.
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the DevTools-pipe driver the browser test uses
-
-from headless import Chromium, browser_binary  # noqa: E402
-
-from datosearch import cli  # noqa: E402
-from datosearch.atomic import write_atomic  # noqa: E402
+from datosearch import cli
+from datosearch.atomic import write_atomic
+from headless import Chromium, browser_binary
 
 
 def main() -> int:

@@ -4,10 +4,10 @@
 
 Plans made for PLMS at 50 steps (51 U-Net calls) run on other trajectories through `datosearch.apply`,
 which maps them by normalized time. For each target trajectory, PSNR against full compute of that same
-trajectory (held-out seeds 777000+) for: the plan mapped; the same family built for the target's call
-count (`native`: DeepCache uniform N, what a new search would start from); for the non-uniform DaTo
-plan, its first calls taken as they are (`cut`: what running it unmapped by call index would do). Writes
-bench/results/retime.{json,md}.
+trajectory (held-out images, `studies.protocol.HeldoutProtocol`: seeds 777000+, one generator per image)
+for: the plan mapped; the same family built for the target's call count (`native`: DeepCache uniform N,
+what a new search would start from); for the non-uniform DaTo plan, its first calls taken as they are
+(`cut`: what running it unmapped by call index would do). Writes bench/results/retime.{json,md}.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import torch
 
 import datosearch
 from datosearch.models import load
-from datosearch.models.digits import digit_prompt
-from datosearch.models.embedded import generate_images
-from datosearch.models.schedulers import make_scheduler, scheduler_swapped, unet_calls
 from datosearch.objectives import device_name, paired_metrics
 from datosearch.space import Schedule
 from datosearch.space.retime import to_calls
+from datosearch.space.trajectory import Trajectory, named
+from datosearch.studies.protocol import HeldoutProtocol
 
 RESULTS = Path(__file__).parent / "results"
-HELDOUT_SEED = 777000
 SOURCE_CALLS = 51  # PLMS, 50 steps
 TARGETS = [("ddim", 20), ("dpmpp-2m", 25), ("euler", 30), ("pndm-plms", 10), ("unipc", 10)]
 
@@ -42,18 +40,18 @@ def plans() -> dict[str, tuple[Schedule, int | None]]:
             "DaTo COCO (5 full), forecast 1": (Schedule.dato_coco(ratio=0).with_forecast(1), None)}
 
 
-def images(pipe, schedule: Schedule | None, prompts: list[str], steps: int) -> torch.Tensor:
-    """Held-out images with `schedule` applied as a user would (mapped to the pipeline's call count)."""
+def images(pipe, schedule: Schedule | None, protocol: HeldoutProtocol, trajectory: Trajectory) -> torch.Tensor:
+    """Held-out images on `trajectory` with `schedule` applied as a user would (mapped to its call count)."""
     handle = datosearch.apply(pipe, schedule) if schedule is not None else None
     try:
-        return generate_images(pipe, prompts, steps, HELDOUT_SEED)
+        return protocol.generate(pipe, trajectory)
     finally:
         if handle is not None:
             handle.remove()
 
 
-def psnr(pipe, schedule: Schedule, prompts: list[str], steps: int, reference: torch.Tensor) -> float:
-    return round(paired_metrics(images(pipe, schedule, prompts, steps), reference)["psnr"], 2)
+def psnr(pipe, schedule: Schedule, protocol: HeldoutProtocol, trajectory: Trajectory, reference: torch.Tensor) -> float:
+    return round(paired_metrics(images(pipe, schedule, protocol, trajectory), reference)["psnr"], 2)
 
 
 def main() -> int:
@@ -63,26 +61,27 @@ def main() -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     logging.getLogger("datosearch").setLevel(logging.ERROR)  # the mapping's one line per trajectory
     pipe = load("embedded")
-    prompts = [digit_prompt(i % 10) for i in range(args.images)]
+    protocol = HeldoutProtocol(args.images)
     rows = []
     start = time.perf_counter()
     for name, steps in TARGETS:
-        with scheduler_swapped(pipe, make_scheduler(name, pipe.scheduler.config)):
-            m = unet_calls(pipe, name, steps)
-            reference = images(pipe, None, prompts, steps)
-            for plan_name, (plan, interval) in plans().items():
-                row = {"target": f"{name} {steps}", "calls": m, "plan": plan_name,
-                       "full": to_calls(plan, m).counts()["full"], "mapped": psnr(pipe, plan, prompts, steps, reference)}
-                if interval is not None:
-                    native = Schedule.deepcache(m, interval)
-                    native = native.with_forecast(2) if plan.forecast else native
-                    row |= {"native": psnr(pipe, native, prompts, steps, reference), "native_full": native.counts()["full"]}
-                elif m <= SOURCE_CALLS:  # a uniform plan's first calls are its native plan: only for the others
-                    cut = Schedule(plan.cache[:m], forecast={c: f for c, f in plan.forecast.items() if c < m})
-                    row |= {"cut": psnr(pipe, cut, prompts, steps, reference), "cut_full": cut.counts()["full"]}
-                rows.append(row)
-                print(row, flush=True)
-    result = {"device": device_name(torch.device("cpu")), "images": args.images, "seed": HELDOUT_SEED,
+        trajectory = named(name, steps)
+        m = trajectory.calls(pipe.scheduler.config)
+        reference = images(pipe, None, protocol, trajectory)
+        for plan_name, (plan, interval) in plans().items():
+            row = {"target": f"{name} {steps}", "calls": m, "plan": plan_name, "full": to_calls(plan, m).counts()["full"],
+                   "mapped": psnr(pipe, plan, protocol, trajectory, reference)}
+            if interval is not None:
+                native = Schedule.deepcache(m, interval)
+                native = native.with_forecast(2) if plan.forecast else native
+                row |= {"native": psnr(pipe, native, protocol, trajectory, reference),
+                        "native_full": native.counts()["full"]}
+            elif m <= SOURCE_CALLS:  # a uniform plan's first calls are its native plan: only for the others
+                cut = Schedule(plan.cache[:m], forecast={c: f for c, f in plan.forecast.items() if c < m})
+                row |= {"cut": psnr(pipe, cut, protocol, trajectory, reference), "cut_full": cut.counts()["full"]}
+            rows.append(row)
+            print(row, flush=True)
+    result = {"device": device_name(torch.device("cpu")), "images": args.images, "seed": protocol.seed0,
               "seconds": round(time.perf_counter() - start, 1), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "retime.json").write_text(json.dumps(result, indent=2) + "\n")

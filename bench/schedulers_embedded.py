@@ -1,8 +1,10 @@
 """Every common diffusers scheduler on the embedded model, built from the shipped scheduler config.
 
-One process. Deterministic schedulers: PSNR against a converged reference (DPM-Solver++ 2M, 100 steps,
-same prompts and held-out seeds 777000+) at 10, 25 and 50 steps. Stochastic ones (50 steps): prompt
-adherence and FID-proxy vs the 360 held-out real digits, next to the deterministic schedulers' spread.
+One process, the held-out protocol's images (`studies.protocol.HeldoutProtocol`: seeds 777000+, one
+generator per image; `studies.matrix.scheduler_matrix`). Deterministic schedulers: PSNR against a
+converged reference (DPM-Solver++ 2M, 100 steps, same prompts and seeds) at 10, 25 and 50 steps.
+Stochastic ones (50 steps): prompt adherence and FID-proxy vs the 360 held-out real digits, next to
+the deterministic schedulers' spread.
 Writes bench/results/schedulers_embedded.{json,md}.
 
     PYTHONPATH=src python bench/schedulers_embedded.py              # 100 images, about 15 min on 2 cores
@@ -20,8 +22,10 @@ from typing import Any
 import torch
 
 from datosearch import models
-from datosearch.models import schedulers as sc
 from datosearch.objectives import device_name
+from datosearch.space.trajectory import DETERMINISTIC, STOCHASTIC
+from datosearch.studies.matrix import scheduler_matrix
+from datosearch.studies.protocol import HELDOUT_SEED0
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,7 +38,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Schedulers on the embedded model",
         "",
         f"{report['hardware']}, torch {report['torch']}, diffusers {report['diffusers']}, float32. "
-        f"{report['images']} images (prompts 0..9 in turn), generator seeds {report['seed']}+ (one per 20 prompts); "
+        f"{report['images']} images (prompts 0..9 in turn), seeds {report['seed']}+ (one generator per image); "
         f"every scheduler is `from_config(pipe.scheduler.config)` of the shipped config. Reference: "
         f"DPM-Solver++ 2M, {ref['steps']} steps, linspace timesteps (adherence {ref['adherence']:.0%}, "
         f"FID-proxy {ref['fid_proxy']}). "
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=100, help="a multiple of 10")
     p.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
     p.add_argument("--stochastic-steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=sc.HELDOUT_SEED)
+    p.add_argument("--seed", type=int, default=HELDOUT_SEED0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", nargs="+", help="scheduler names to run (default: all)")
     p.add_argument("--out", type=Path, default=RESULTS / "schedulers_embedded", help="path stem for .json/.md")
@@ -78,10 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     report = {"hardware": device_name("cpu"), "torch": torch.__version__, "diffusers": diffusers.__version__,
               "scheduler_config": {k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}}
-    report.update(sc.scheduler_matrix(
+    report.update(scheduler_matrix(
         pipe, images=args.images, steps=args.steps, stochastic_steps=args.stochastic_steps, seed=args.seed,
-        deterministic=[n for n in sc.DETERMINISTIC if only is None or n in only],
-        stochastic=[n for n in sc.STOCHASTIC if only is None or n in only], log=lambda s: print(s, flush=True)))
+        deterministic=[n for n in DETERMINISTIC if only is None or n in only],
+        stochastic=[n for n in STOCHASTIC if only is None or n in only], log=lambda s: print(s, flush=True)))
     report["seconds"] = round(time.perf_counter() - start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")

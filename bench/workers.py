@@ -1,6 +1,6 @@
 """Multi-worker throughput on PostgreSQL: trials/minute with 1, 2 and 4 workers on one study.
 
-Each worker is `tests/worker_process.py` (the real worker loop, `studies.run`) with a fixed-cost,
+Each worker is `bench/fake_worker.py` (the real worker loop, `studies.run`) with a fixed-cost,
 sleep-based evaluator, so 2 CPU cores do not limit it. Throughput is counted from the trials'
 own timestamps (first start to last completion), which leaves out process start-up.
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,21 +18,19 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from datosearch.objectives import device_name
+from datosearch.search.liveness import WORKER_ATTR
+from datosearch.studies import study as studies
+from datosearch.studies.storage import open_storage
+from fake_worker import create_study, finish, spawn
 
-from test_workers import _create, _finish, _spawn  # noqa: E402
-
-from datosearch.objectives import device_name  # noqa: E402
-from datosearch.search.liveness import WORKER_ATTR  # noqa: E402
-from datosearch.studies import study as studies  # noqa: E402
-from datosearch.studies.storage import open_storage  # noqa: E402
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def throughput(url: str, n_workers: int, seconds: float, per_worker: int) -> dict[str, float]:
-    name = _create(url, per_worker * n_workers)
+    name = create_study(url, per_worker * n_workers)
     with tempfile.TemporaryDirectory() as markers:
-        _finish([_spawn(url, name, seconds, Path(markers)) for _ in range(n_workers)])
+        finish([spawn(url, name, seconds, Path(markers)) for _ in range(n_workers)])
     trials = studies.open_study(url, name).get_trials(states=(TrialState.COMPLETE,))
     optuna.delete_study(study_name=name, storage=open_storage(url))
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
@@ -68,10 +65,9 @@ def main() -> None:
               f"{r['per_minute'] / base:.2f}x | {r['window_per_minute']:.1f} | {r['window_per_minute'] / wbase:.2f}x | "
               f"{r['workers']}x |" for r in rows]
     text = "\n".join(lines) + "\n"
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "workers_postgres.md").write_text(text)
-    (out / "workers_postgres.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "workers_postgres.md").write_text(text)
+    (RESULTS / "workers_postgres.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print(text)
 
 

@@ -2,7 +2,9 @@
 
     PYTHONPATH=src python scripts/eval_embedded.py --tradeoff --out eval.json --samples docs/embedded_samples.png
 
-The trade-off part needs the accelerator (`datosearch.dato`, `datosearch.space`).
+Image i of a run has its own generator seeded `--seed + i` (the held-out protocol's rule,
+`studies.protocol.HeldoutProtocol`), so it does not depend on the batch it is in. The trade-off part
+needs the accelerator (`datosearch.dato`, `datosearch.space`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,8 +23,15 @@ from datosearch import models
 from datosearch.models import digits as dg
 from datosearch.models.attention import EmbeddedAttnProcessor
 from datosearch.models.digits import digit_prompts
-from datosearch.models.embedded import generate_images as generate
 from datosearch.objectives.latency import device_name
+from datosearch.search import evaluator
+from datosearch.studies.protocol import HeldoutProtocol
+
+
+def generate(pipe, prompts: list[str], steps: int, seed: int, guidance: float | None = None) -> torch.Tensor:
+    """Images (N, 1, 32, 32) in [0, 1] of `prompts` (in this order) with the protocol's seeds from `seed`."""
+    calib = HeldoutProtocol(len(prompts), seed).calibration(pipe, steps, guidance)
+    return evaluator.generate(pipe, replace(calib, prompts=list(prompts)))
 
 
 def save_grid(images: torch.Tensor, per_digit: int, path: Path, zoom: int = 2) -> None:

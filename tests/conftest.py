@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+# what the tests share with the benches lives in bench/ (headless.py, fake_worker.py); appended, so it shadows nothing
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -8,8 +8,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from datosearch.search.evaluator import CandidateError, Evaluation
-from datosearch.space.schedule import Schedule
+from fake_worker import FakeEvaluator  # noqa: F401  (bench/fake_worker.py, on sys.path by conftest.py)
 
 # tiny pipeline, 3 PNDM steps (4 U-Net calls), 5 images (conv-random with 4 features), one timed repeat per
 # trial instead of a calibrated cost model, quality against the study's own full compute, its own trajectory
@@ -38,24 +37,3 @@ def cli_study(root: Path, name: str, trials: int, args: Sequence[str] = TINY_ARG
         assert cli.main(["run", "--study", name, "--storage", url, "--trials", str(trials), "--no-outputs", *args]) == 0
     return url
 
-
-class FakeEvaluator:
-    """Scores a schedule without a model: cost = share of computed calls, error = share skipped + pruning."""
-
-    objectives = ["fid", "latency"]
-
-    def __init__(self, fail_if: callable = lambda s: False) -> None:
-        self.calls: list[str] = []
-        self.fail_if = fail_if
-
-    def prepare(self) -> None:
-        pass
-
-    def evaluate(self, schedule: Schedule) -> Evaluation:
-        self.calls.append(schedule.key())
-        if self.fail_if(schedule):
-            raise CandidateError("the generated images contain NaN or infinite values")
-        c = schedule.counts()
-        ratio = sum(schedule.prune.ratios.values())
-        cost = (c["full"] + 0.4 * c["shallow"]) / schedule.n_calls * (1 - 0.1 * ratio)
-        return Evaluation({"fid": 1 - cost + 0.01 * ratio, "latency": cost}, {"speedup": 1 / cost})

@@ -10,7 +10,7 @@ from apply_helpers import kind, recorded_calls, torch_one_thread  # noqa: F401 -
 from diffusers import StableDiffusionInpaintPipeline
 
 import datosearch
-from datosearch.models.schedulers import make_scheduler
+from datosearch.space.trajectory import make_scheduler
 from datosearch.models.tiny import tiny_sdxl_pipeline, tiny_variant
 from datosearch.space import PruneConfig, Schedule, highest_resolution_blocks
 from datosearch.space.retime import from_call, to_calls

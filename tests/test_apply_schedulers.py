@@ -15,7 +15,7 @@ from conftest import generate
 
 import datosearch
 from datosearch import cli
-from datosearch.models.schedulers import make_scheduler
+from datosearch.space.trajectory import make_scheduler
 from datosearch.models.tiny import tiny_sd_pipeline
 from datosearch.space import Schedule, ScheduleError
 from datosearch.space.retime import full_count, to_calls
@@ -62,8 +62,8 @@ def test_the_mapping_is_logged_once_per_call_count(pipe, caplog):
             generate(pipe, steps=4, prompts=("a cat",), guidance_scale=1.0)
     handle.remove()
     (line,) = _mapping_lines(caplog)
-    assert line == ("the schedule plans 51 U-Net calls (5 full) but PNDMScheduler will make 5: mapped by "
-                    "normalized time to 1 full calls (strict=True or --strict refuses instead)")
+    assert line == ("the schedule plans 51 U-Net calls (5 full); PNDMScheduler at 4 steps makes 5: mapped by "
+                    "normalized time to 1 full calls of 5 (strict=True or --strict refuses instead)")
 
 
 def test_strict_refuses_another_call_count_and_accepts_its_own(pipe):
@@ -103,6 +103,6 @@ def test_cli_maps_other_steps_and_strict_refuses_them(tmp_path, capsys, caplog):
     assert err.count("\n") == 1 and not (tmp_path / "strict").exists()
     with caplog.at_level(logging.WARNING, "datosearch"):
         assert cli.main([*argv, "--out", str(tmp_path / "mapped")]) == 0
-    assert [line.endswith("mapped by normalized time to 4 full calls (strict=True or --strict refuses instead)")
+    assert [line.endswith("mapped by normalized time to 4 full calls of 7 (strict=True or --strict refuses instead)")
             for line in _mapping_lines(caplog)] == [True]
     assert len(list((tmp_path / "mapped").glob("*.png"))) == 1

@@ -19,6 +19,7 @@ from datosearch.objectives.costmodel import (
 )
 from datosearch.space.layout import transformer_blocks
 from datosearch.space.schedule import FULL, REUSE, PruneConfig, Schedule
+from datosearch.space.trajectory import Trajectory
 
 PNDM, UNIPC = "PNDMScheduler", "UniPCMultistepScheduler"
 TOP = "down_blocks.0.attentions.0.transformer_blocks.0"
@@ -41,7 +42,7 @@ def n_calls_of(scheduler: str, steps: int) -> int:
 def synthetic_seconds(unet, schedule: Schedule) -> float:
     """An exactly linear latency, computed per call from skipped_modules (not from plan_features)."""
     levels = {b.path: b.level for b in transformer_blocks(unet)}
-    sched = {"unipc": UNIPC, UNIPC: UNIPC}.get(schedule.meta.get("scheduler"), PNDM)
+    sched = UNIPC if schedule.trajectory is not None and schedule.trajectory.scheduler == UNIPC else PNDM
     total = CONST[""]
     for t, action in enumerate(schedule.cache):
         total += STEP[sched] + (FORECAST_S if t in schedule.forecast else 0.0)
@@ -138,7 +139,7 @@ def test_unidentifiable_or_empty_designs_raise(model, unet):
     with pytest.raises(CostModelError, match="two distinct step counts"):
         calibrate(lambda s: 1.0, unet, n_calls_of, ["pndm"], [5, 5])
     with pytest.raises(CostModelError, match="not calibrated for DDIMScheduler"):
-        model.predict(Schedule.full(4, scheduler="ddim"))
+        model.predict(Schedule([FULL] * 4, trajectory=Trajectory("ddim", 3)))
 
 
 def test_time_interleaved_is_round_robin_with_medians():

@@ -10,6 +10,7 @@ import torch
 from datosearch import models
 from datosearch.models.digits import heldout_digits
 from datosearch.space.placement import deepcache_nonuniform, from_full_calls, power_law, quad_center
+from datosearch.space.trajectory import Trajectory
 from datosearch.space.schedule import REUSE, Schedule, ScheduleError
 from datosearch.studies import heldout as ho
 from datosearch.studies.build import default_prompts
@@ -82,7 +83,7 @@ def test_power_law_placement():
     assert power_law(51, 5, 0.6) == [0, 19, 29, 38, 45]
     s = from_full_calls(25, power_law(25, 7, 0.6), REUSE, scheduler="unipc", steps=25).with_forecast(2)
     assert s.counts() == {"full": 7, "shallow": 0, "reuse": 18, "forecast": 18}
-    assert s.meta["scheduler"] == "unipc" and s.forecast[1].order == 2
+    assert s.trajectory == Trajectory("UniPCMultistepScheduler", 25) and s.forecast[1].order == 2
     with pytest.raises(ScheduleError):
         power_law(5, 5, 0.6)  # i=1..4 collide on 5 calls
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from datosearch.models.tiny import tiny_unet
 from datosearch.space import MAX_RATIO, PruneConfig, Schedule, ScheduleError, io
 from datosearch.space.layout import highest_resolution_blocks, n_branches, transformer_blocks
+from datosearch.space.trajectory import Trajectory
 
 TOP = "down_blocks.0.attentions.0.transformer_blocks.0"
 
@@ -58,7 +60,14 @@ def _valid() -> dict:
 
 
 @pytest.mark.parametrize("mutate, field", [
-    (lambda d: d.update(schema="datosearch/schedule@3"), "unknown schema"),
+    (lambda d: d.update(schema="datosearch/schedule@4"), "unknown schema"),
+    (lambda d: d.update(schema="datosearch/schedule@3", trajectory={"scheduler": "UniPCMultistepScheduler", "steps": 0}),
+     "trajectory.steps"),
+    (lambda d: d.update(trajectory={"scheduler": "DDIMScheduler", "steps": 3}), "schema"),  # a trajectory needs @3
+    (lambda d: d.update(schema="datosearch/schedule@3", trajectory={"scheduler": "NoSuchScheduler", "steps": 3}),
+     "trajectory"),
+    (lambda d: d.update(schema="datosearch/schedule@3", trajectory={"scheduler": "DDIMScheduler", "steps": 2,
+                                                                   "timesteps": [500, 600]}), "trajectory"),
     (lambda d: d["cache"].__setitem__(1, {"branch": 0, "order": 1}), "cache[1]"),  # forecasts need @2
     (lambda d: d.pop("schema"), "unknown schema"),
     (lambda d: d["cache"].__setitem__(0, "reuse"), "cache[0]"),
@@ -104,9 +113,28 @@ def test_broken_json_file(tmp_path):
         io.load(tmp_path / "missing.json")
 
 
+def test_legacy_trajectory_in_meta_loads_typed_with_the_same_key():
+    """An @1 / @2 file named its trajectory in meta.scheduler / meta.steps: it loads into
+    `Schedule.trajectory` with the same meaning, and keeps the key stored studies hold for it."""
+    legacy = {"schema": "datosearch/schedule@1", "cache": ["full", {"branch": 0}, "full"],
+              "meta": {"scheduler": "UniPCMultistepScheduler", "steps": 2, "name": "x"}}
+    s = io.from_json_obj(legacy)
+    assert s.trajectory == Trajectory("UniPCMultistepScheduler", 2) and s.meta == {"name": "x"}
+    body = {"schema": "datosearch/schedule@1", "cache": ["full", {"branch": 0}, "full"],
+            "prune": s.to_dict()["prune"], "trajectory": {"scheduler": "UniPCMultistepScheduler", "steps": 2}}
+    old_key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]  # the key before @3
+    assert s.key() == old_key
+    written = s.to_dict()
+    assert written["schema"] == "datosearch/schedule@3" and "scheduler" not in written["meta"]
+    assert io.from_json_obj(written) == s and Schedule(["full"] * 3).key() != Schedule(
+        ["full"] * 3, trajectory=Trajectory("DDIMScheduler", 3)).key()
+
+
 def test_schema_file_ships_with_package():
     schema = io.json_schema()
-    assert schema["properties"]["schema"]["enum"] == ["datosearch/schedule@1", "datosearch/schedule@2"]
+    assert schema["properties"]["schema"]["enum"] == ["datosearch/schedule@1", "datosearch/schedule@2",
+                                                      "datosearch/schedule@3"]
+    assert schema["properties"]["trajectory"]["required"] == ["scheduler", "steps"]
     assert schema["properties"]["prune"]["properties"]["ratios"]["additionalProperties"]["maximum"] == MAX_RATIO
 
 
@@ -123,7 +151,10 @@ def schedules(draw):
     prune = PruneConfig(ratios=ratios, call_scale=scale, noise_alpha=draw(st.floats(0, 2)),
                         base_selection=draw(st.sampled_from(["dynamics", "similarity", "random"])),
                         seed=draw(st.integers(0, 2**31)))
-    return Schedule(cache, prune, {"n": n})
+    trajectory = draw(st.one_of(st.none(), st.builds(
+        Trajectory, st.sampled_from(["DDIMScheduler", "UniPCMultistepScheduler", "dpm"]), st.integers(1, 60),
+        st.sampled_from([{}, {"timestep_spacing": "trailing"}]))))
+    return Schedule(cache, prune, {"n": n}, trajectory=trajectory)
 
 
 @settings(max_examples=60, deadline=None)

@@ -2,7 +2,7 @@
 
 Fast: the shipped config names the sampling options (no x0 clipping), and a representative subset
 (DDIM, the one that broke, among them) converges to the DPM-Solver++ 100-step reference on 8 images.
-Slow: the full matrix of `datosearch.models.schedulers` on 100 images (bench/schedulers_embedded.py).
+Slow: the full matrix of `datosearch.studies.matrix` on 100 images (bench/schedulers_embedded.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from datosearch import models
 from datosearch.models import digits as dg
 from datosearch.models import embedded as em
-from datosearch.models import schedulers as sc
+from datosearch.studies import matrix as sc
 
 FAST = ("ddim", "euler", "dpmpp-2m", "pndm-plms")
 MIN_PSNR_50 = 38.0

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from datosearch.space.trajectory import Trajectory
 from datosearch.models.tiny import tiny_unet
 from datosearch.search import anchor_schedules, enqueue_anchors, make_sampler, run_until
 from datosearch.search.anchors import fewer_steps_anchor
@@ -87,7 +88,7 @@ def test_decode_places_phases_forecasts_and_trajectory():
               "act0": "b0", "ord0": 0, "damp0": 1.0, "act1": REUSE, "ord1": 2, "damp1": 0.5,
               "act2": "b1", "ord2": 1, "damp2": 1.0, **{f"r:{b}": 0.0 for b in BLOCKS}}
     s = enc.decode(params)
-    assert s.n_calls == 25 and s.meta == {"scheduler": "UniPCMultistepScheduler", "steps": 25}
+    assert s.n_calls == 25 and s.trajectory == Trajectory("UniPCMultistepScheduler", 25) and s.meta == {}
     assert [t for t, a in enumerate(s.cache) if a == FULL] == [0, 5, 10, 15, 20]
     assert s.cache[1] == 0 and 1 not in s.forecast  # early phase: shallow, no forecast
     assert s.cache[12] == REUSE and (s.forecast[12].order, s.forecast[12].damping) == (2, 0.5)
@@ -122,9 +123,9 @@ def test_initial_population_spreads_over_the_speed_range():
     fulls = sorted({m.counts()["full"] for m in members})
     assert fulls[0] <= 3 and fulls[-1] >= 20 and len(fulls) >= 8
     assert any(m.forecast for m in members) and any(not m.forecast for m in members)
-    assert {m.meta.get("steps") for m in members} == {None, 25, 10}
+    assert {m.trajectory.steps if m.trajectory else None for m in members} == {None, 25, 10}
     # forecasting members: every non-full call a forecast reuse, at about CALLS_PER_FULL calls per full call
-    forecasting = [m for m in members if m.meta.get("scheduler")]
+    forecasting = [m for m in members if m.trajectory]
     assert sorted(m.counts()["full"] for m in forecasting) == [4, 5, 7, 10, 14, 20]
     for m in forecasting:
         assert m.counts()["reuse"] == m.counts()["forecast"] == m.n_calls - m.counts()["full"]

@@ -7,7 +7,8 @@ import torch
 
 from datosearch import objectives
 from datosearch.models.tiny import tiny_sd_pipeline
-from datosearch.studies.build import make_extractor, n_calls, prompted_digits, set_scheduler
+from datosearch.space.trajectory import set_scheduler
+from datosearch.studies.build import make_extractor, n_calls, prompted_digits
 
 
 def test_conv_random_is_built_narrow():

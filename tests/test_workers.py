@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import optuna
 import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from datosearch.models.tiny import tiny_unet
 from datosearch.search.liveness import WORKER_ATTR, sweep_stale
-from datosearch.space.encoding import EncodingConfig
-from datosearch.space.layout import transformer_blocks
 from datosearch.studies import storage as storages
 from datosearch.studies import study as studies
-from datosearch.studies.config import BUDGET_ATTR, StudyConfig
+from fake_worker import create_study as _create, finish as _finish, spawn as _spawn  # bench/fake_worker.py
+from fake_worker import study_config as _config  # noqa: F401  (other tests import it from here)
 
-HERE = Path(__file__).parent
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -46,38 +38,6 @@ def url(request, tmp_path):
     if request.param == "journal":
         return f"journal:{tmp_path}/w.log"
     return _postgres_url()
-
-
-def _config() -> StudyConfig:
-    enc = EncodingConfig(n_calls=6, blocks=[b.path for b in transformer_blocks(tiny_unet())], branches=[0, 1])
-    return StudyConfig(model="fake", prompts=["p"] * 4, seeds=[0, 1, 2, 3], height=16, width=16, steps=5,
-                       scheduler="PNDMScheduler", guidance=7.5, objectives=["fid", "latency"], extractor="conv-random",
-                       device="cpu", encoding=dataclasses.asdict(enc), population=4)
-
-
-def _create(url: str, budget: int) -> str:
-    name = f"w-{uuid.uuid4().hex[:8]}"
-    study = studies.create(url, name, _config())
-    study.set_user_attr(BUDGET_ATTR, budget)
-    return name
-
-
-def _spawn(url: str, name: str, seconds: float, markers: Path, start_together: int | None = None) -> subprocess.Popen:
-    markers.mkdir(exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    together = [] if start_together is None else [str(start_together)]
-    return subprocess.Popen([sys.executable, str(HERE / "worker_process.py"), url, name, str(seconds), str(markers),
-                             *together], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    """Wait for workers that nobody kills: each must exit 0 (a SIGKILL here is a failure)."""
-    errors = []
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        errors.append(err)
-        assert p.returncode == 0, (p.returncode, err[-2000:])
-    return errors
 
 
 @pytest.mark.parametrize("n_workers", [2, 4])

@@ -17,6 +17,7 @@ from .state import DaToContext
 
 PLAN_HOOK, CACHE_HOOK, PRUNE_HOOK = "datosearch_plan", "datosearch_cache", "datosearch_prune"
 _HANDLE_ATTR = "_datosearch_handle"
+TRAJECTORIES = ("schedule", "pipeline")  # `apply(..., trajectory=)`: run the schedule's own, or keep the pipeline's
 
 
 def _split(target: Any) -> tuple[Any, torch.nn.Module]:
@@ -50,16 +51,38 @@ def _history_sizes(unet: torch.nn.Module, schedule: Schedule) -> dict[str, int]:
 
 
 class DaToHandle:
-    """An applied schedule; `remove()` restores the U-Net (and the pipeline) exactly."""
+    """An applied schedule; `remove()` restores the U-Net and the pipeline (its scheduler object) exactly.
 
-    def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False) -> None:
+    `call_kwargs` is what to pass to the pipeline call to run the schedule as it was searched:
+    `num_inference_steps`, plus `timesteps` or `sigmas` where the schedule's trajectory has them
+    (empty when the schedule names no trajectory)::
+
+        handle = datosearch.apply(pipe, "schedule.json")    # swaps in the schedule's scheduler
+        images = pipe(prompt, **handle.call_kwargs).images  # its steps (and timesteps)
+        handle.remove()                                     # the pipeline's own scheduler is back
+
+    Another step count maps the plan by normalized time (one log line; `strict` refuses instead).
+    """
+
+    def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False,
+                 trajectory: str = "schedule") -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule
         self.context = DaToContext(schedule, cfg=self._cfg, strict=strict,
                                    pipeline=None if pipe is None else type(pipe).__name__)
         self.pruning = PruneLog()  # what pruning really did (counts, skips); see `pruning.attrs()`
         self._registries: list[HookRegistry] = []
         self._bounds: GenerationBounds | None = None
+        self._scheduler: tuple[Any, Any] | None = None  # (the user's scheduler, the one swapped in)
+        if trajectory == "schedule" and pipe is not None and schedule.trajectory is not None:
+            original = pipe.scheduler
+            pipe.scheduler = schedule.trajectory.build(original.config)
+            self._scheduler = (original, pipe.scheduler)
         self._register()
+
+    @property
+    def call_kwargs(self) -> dict[str, Any]:
+        """`num_inference_steps` (and `timesteps` / `sigmas`) the schedule was searched for; {} without a trajectory."""
+        return self.schedule.trajectory.call_kwargs() if self.schedule.trajectory is not None else {}
 
     def _cfg(self) -> bool:
         return bool(getattr(self.pipe, "do_classifier_free_guidance", False)) if self.pipe is not None else False
@@ -109,24 +132,37 @@ class DaToHandle:
             self._bounds.remove()
             self._bounds = None
         self.context.reset()
+        if self._scheduler is not None:
+            original, swapped_in = self._scheduler
+            if self.pipe.scheduler is swapped_in:  # a scheduler the user set since is theirs to keep
+                self.pipe.scheduler = original
+            self._scheduler = None
         if getattr(self.unet, _HANDLE_ATTR, None) is self:
             delattr(self.unet, _HANDLE_ATTR)
 
 
-def apply(target: Any, schedule: Schedule | dict | str | os.PathLike, *, strict: bool = False) -> DaToHandle:
+def apply(target: Any, schedule: Schedule | dict | str | os.PathLike, *, strict: bool = False,
+          trajectory: str = "schedule") -> DaToHandle:
     """Accelerate a pipeline (or a bare U-Net) with `schedule` (a Schedule, dict or JSON file path).
 
-    A pipeline whose scheduler makes another number of U-Net calls than the schedule plans gets the
-    plan mapped by normalized time (one log line; `strict=True` raises `ScheduleError` instead); a
-    run that enters the trajectory late (img2img, inpainting) starts where its first timestep lies,
-    with a full call. A schedule already applied to the same U-Net is removed first.
+    By default (`trajectory="schedule"`) the pipeline runs the schedule as it was searched: the
+    scheduler of its base trajectory (`Schedule.trajectory`: the pipeline's scheduler config plus the
+    trajectory's overrides) is swapped in until `remove()`, and `handle.call_kwargs` holds the step
+    count (and explicit timesteps or sigmas) to call the pipeline with. `trajectory="pipeline"` keeps
+    the pipeline's own scheduler. A generation that makes another number of U-Net calls than the
+    schedule plans gets the plan mapped by normalized time (one log line naming the plan's steps and
+    the full calls it maps to; `strict=True` raises `ScheduleError` instead); a run that enters the
+    trajectory late (img2img, inpainting) starts where its first timestep lies, with a full call. A
+    schedule already applied to the same U-Net is removed first.
     """
+    if trajectory not in TRAJECTORIES:
+        raise ValueError(f"trajectory must be one of {', '.join(map(repr, TRAJECTORIES))}, got {trajectory!r}")
     pipe, unet = _split(target)
     schedule = _as_schedule(schedule)
     schedule.validate_for(unet)
     check_prunable(unet, schedule)
     remove(unet)
-    handle = DaToHandle(pipe, unet, schedule, strict)
+    handle = DaToHandle(pipe, unet, schedule, strict, trajectory)
     setattr(unet, _HANDLE_ATTR, handle)
     return handle
 

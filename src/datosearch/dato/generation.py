@@ -56,7 +56,8 @@ class GenerationBounds:
         timesteps = getattr(scheduler, "timesteps", None)
         if self.depth or timesteps is None:  # a loop inside the loop, or no trajectory: as a bare U-Net
             return self.original(*args, **kwargs)
-        self.ctx.begin(torch.as_tensor(timesteps).detach().float().cpu().tolist(), type(scheduler).__name__)
+        self.ctx.begin(torch.as_tensor(timesteps).detach().float().cpu().tolist(), type(scheduler).__name__,
+                       getattr(scheduler, "num_inference_steps", None))
         self.depth = 1
         try:
             return _Loop(self.original(*args, **kwargs), self)

@@ -87,10 +87,11 @@ class DaToContext:
         return any(st.features or st.history or st.eps or st.last_output is not None
                    for st in self.manager._state_cache.values())
 
-    def begin(self, timesteps: Sequence[float], scheduler: str) -> None:
-        """A pipeline generation starts on a trajectory of these timesteps: fresh state, plan checked."""
+    def begin(self, timesteps: Sequence[float], scheduler: str, steps: int | None = None) -> None:
+        """A pipeline generation starts on a trajectory of these timesteps (`steps` steps of `scheduler`):
+        fresh state, plan checked."""
         self.reset()
-        self.plan_for(len(timesteps), scheduler)
+        self.plan_for(len(timesteps), scheduler, steps)
         self.trajectory = list(timesteps)
 
     def end(self) -> None:
@@ -98,7 +99,7 @@ class DaToContext:
         self.reset()
         self.trajectory = None
 
-    def plan_for(self, n_calls: int, scheduler: str = "the scheduler") -> Schedule:
+    def plan_for(self, n_calls: int, scheduler: str = "the scheduler", steps: int | None = None) -> Schedule:
         """The plan for a trajectory of `n_calls` calls: the schedule, or it mapped by normalized time
         (logged once per call count); `strict` refuses instead."""
         plan = self._plans.get(n_calls)
@@ -109,9 +110,12 @@ class DaToContext:
                                     f"schedule made for this scheduler and step count, or drop strict (--strict) "
                                     f"to map it by normalized time")
             plan = self._plans[n_calls] = retime.to_calls(sched, n_calls)
-            log.warning("the schedule plans %d U-Net calls (%d full) but %s will make %d: mapped by normalized time "
-                        "to %d full calls (strict=True or --strict refuses instead)", n, sched.counts()["full"],
-                        scheduler, n_calls, plan.counts()["full"])
+            k = sched.counts()["full"]
+            head = (f"the schedule was searched for {sched.trajectory.label()} ({n} U-Net calls, {k} full)"
+                    if sched.trajectory is not None else f"the schedule plans {n} U-Net calls ({k} full)")
+            run = f"{scheduler} at {steps} steps makes {n_calls}" if steps else f"{scheduler} will make {n_calls}"
+            log.warning("%s; %s: mapped by normalized time to %d full calls of %d (strict=True or --strict refuses "
+                        "instead)", head, run, plan.counts()["full"], n_calls)
         return plan
 
     def first_call(self, timestep: Any) -> Schedule:

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from ..dato.caching import skipped_modules
-from ..search.trajectory import class_name
 from ..space.layout import n_branches, transformer_blocks
 from ..space.schedule import FULL, REUSE, PruneConfig, Schedule
+from ..space.trajectory import Trajectory, class_name
 from .errors import ObjectiveError
 
 CONST, FULL_F, FORECAST_F = "const", "full", "forecast"
@@ -158,8 +158,8 @@ class CostModel:
 
     def features_of(self, schedule: Schedule | None, n_calls: int | None = None,
                     scheduler: str | None = None) -> dict[str, float]:
-        """`plan_features` with the scheduler taken from the schedule's meta (else the pipeline's own)."""
-        name = scheduler or (schedule.meta.get("scheduler") if schedule is not None else None)
+        """`plan_features` with the scheduler of the schedule's trajectory (else the pipeline's own)."""
+        name = scheduler or (schedule.trajectory.scheduler if schedule is not None and schedule.trajectory else None)
         name = class_name(name) if name else self.schedulers[0]
         if name not in self.schedulers:
             raise CostModelError(f"the cost model is not calibrated for {name} (only {', '.join(self.schedulers)})")
@@ -209,27 +209,27 @@ def design(unet: torch.nn.Module, n_calls_of: Callable[[str, int], int], schedul
     group, and at the middle ratio on all groups at once."""
     if len(set(steps)) < 2 or not schedulers:
         raise CostModelError("calibration needs at least one scheduler and two distinct step counts")
-    out = [Schedule.full(n_calls_of(s, k), scheduler=s, steps=k).with_meta(name=f"full-{s}-{k}")
+    out = [Schedule([FULL] * n_calls_of(s, k), meta={"name": f"full-{s}-{k}"}, trajectory=Trajectory(s, k))
            for s in schedulers for k in steps]
     s0, k0 = schedulers[0], max(steps)
-    n, meta = n_calls_of(s0, k0), {"scheduler": s0, "steps": k0}
+    n, traj = n_calls_of(s0, k0), Trajectory(s0, k0)
 
     def every(k: int, action: Any, name: str) -> Schedule:
-        return Schedule([FULL if t % k == 0 else action for t in range(n)], meta=dict(meta, name=name))
+        return Schedule([FULL if t % k == 0 else action for t in range(n)], meta={"name": name}, trajectory=traj)
 
     out += [every(k, REUSE, f"reuse-N{k}") for k in (interval, 2 * interval)]
     out += [every(k, REUSE, f"forecast2-N{k}").with_forecast(2) for k in (interval, 2 * interval)]
     out += [every(k, b, f"shallow{b}-N{k}") for b in branches for k in (interval, 2 * interval)]
     layout = PlanLayout.of(unet, group_by)
-    m, meta_lo = n_calls_of(s0, min(steps)), {"scheduler": s0, "steps": min(steps)}
+    m, lo = n_calls_of(s0, min(steps)), Trajectory(s0, min(steps))
     for g in sorted(set(layout.groups.values())):
         blocks = [b for b, gb in layout.groups.items() if gb == g]
-        out += [Schedule([FULL] * m, PruneConfig({b: r for b in blocks}), dict(meta_lo, name=f"prune-{g}-r{r:g}"))
+        out += [Schedule([FULL] * m, PruneConfig({b: r for b in blocks}), {"name": f"prune-{g}-r{r:g}"}, trajectory=lo)
                 for r in ratios]
     r = ratios[len(ratios) // 2]  # every group at once: checks that group costs add up
     if layout.groups:
         everything = PruneConfig({b: r for b in layout.groups})
-        out.append(Schedule([FULL] * m, everything, dict(meta_lo, name=f"prune-all-r{r:g}")))
+        out.append(Schedule([FULL] * m, everything, {"name": f"prune-all-r{r:g}"}, trajectory=lo))
     return out
 
 
@@ -272,9 +272,9 @@ def calibrate(time_schedule: Callable[[Schedule], float], unet: torch.nn.Module,
 
 def fit_model(schedules: Sequence[Schedule], times: Sequence[float], layout: PlanLayout, schedulers: Sequence[str],
               device: str = "") -> CostModel:
-    """Fit a `CostModel` to measured seconds of `schedules` (each naming its scheduler in meta)."""
+    """Fit a `CostModel` to measured seconds of `schedules` (each on its trajectory's scheduler, else the first)."""
     names = [class_name(s) for s in schedulers]
-    rows = [plan_features(s, layout, None, class_name(s.meta.get("scheduler") or names[0])) for s in schedules]
+    rows = [plan_features(s, layout, None, s.trajectory.scheduler if s.trajectory else names[0]) for s in schedules]
     model = CostModel(fit(rows, times), layout, names, device)
     predicted = [model.predict(s) for s in schedules]
     model.stats = {**fit_stats(times, predicted),

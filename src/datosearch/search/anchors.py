@@ -9,7 +9,7 @@ import torch
 from ..space.layout import highest_resolution_blocks
 from ..space.placement import deepcache_nonuniform
 from ..space.schedule import DATO_COCO_CODES, FULL, REUSE, Action, PruneConfig, Schedule
-from .trajectory import SCHEDULERS
+from ..space.trajectory import SHORT_NAMES, Trajectory
 
 DEEPCACHE_INTERVALS = tuple(range(2, 11))  # uniform N=2..10, the ladder users compare against
 NONUNIFORM_INTERVALS = (5, 8)  # DeepCache's non-uniform placement (center 15, power 1.4), as users know it
@@ -30,10 +30,11 @@ def dato_coco_for(unet: torch.nn.Module, n_calls: int, ratio: float = DATO_RATIO
 
 
 def fewer_steps_anchor(trajectory: dict[str, Any]) -> Schedule:
-    """What a user does instead of caching: full compute on a shorter trajectory (another scheduler)."""
-    short = {v: k for k, v in SCHEDULERS.items() if k != "dpm"}.get(trajectory["scheduler"], trajectory["scheduler"])
-    return Schedule.full(trajectory["calls"]).with_meta(name=f"{short}-{trajectory['steps']}",
-                                                         scheduler=trajectory["scheduler"], steps=trajectory["steps"])
+    """What a user does instead of caching: full compute on a shorter trajectory (another scheduler);
+    `trajectory` as `EncodingConfig.trajectories` lists them (with its U-Net `calls`)."""
+    short = {v: k for k, v in SHORT_NAMES.items() if k != "dpm"}.get(trajectory["scheduler"], trajectory["scheduler"])
+    return Schedule([FULL] * trajectory["calls"], meta={"name": f"{short}-{trajectory['steps']}"},
+                    trajectory=Trajectory.from_dict(trajectory))
 
 
 def anchor_schedules(unet: torch.nn.Module, n_calls: int, fewer: Sequence[dict[str, Any]] = ()) -> list[Schedule]:

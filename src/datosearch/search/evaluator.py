@@ -17,7 +17,7 @@ import torch
 
 from .. import dato
 from ..space.schedule import Schedule
-from .trajectory import scheduler_of, steps_of, using_scheduler
+from ..space.trajectory import Trajectory
 from .attrs import DEVICE_ATTR, DIGEST_ATTR, LATENCY_ATTR, MACS_ATTR, PAIRED_PREFIX, SPEEDUP_ATTR
 
 
@@ -62,17 +62,22 @@ def accepts_size(pipe: Any) -> bool:
     return "height" in inspect.signature(pipe.__call__).parameters
 
 
-def generate(pipe: Any, calib: Calibration, limit: int | None = None, steps: int | None = None) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] for the first `limit` calibration prompts (all by default)."""
+def generate(pipe: Any, calib: Calibration, limit: int | None = None, steps: int | None = None,
+             trajectory: Trajectory | None = None) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] for the first `limit` calibration prompts (all by default), one
+    generator per image (seeded with its seed), so an image does not depend on the batch it is in.
+
+    The pipeline runs `trajectory`'s call arguments (steps, explicit timesteps or sigmas) if given,
+    else `steps` (default: the calibration's); its scheduler is the caller's business."""
     device = pipe.device
-    steps = steps or calib.steps
+    call = trajectory.call_kwargs() if trajectory is not None else {"num_inference_steps": steps or calib.steps}
     size = {"height": calib.height, "width": calib.width} if accepts_size(pipe) else {}
     out = []
     for prompts, seeds in calib.chunks(limit):
         gens = [torch.Generator(device).manual_seed(s) for s in seeds]
         with torch.no_grad():
-            images = pipe(prompts, num_inference_steps=steps, guidance_scale=calib.guidance, generator=gens,
-                          output_type="pt", **size).images
+            images = pipe(prompts, guidance_scale=calib.guidance, generator=gens, output_type="pt", **call,
+                          **size).images
         out.append(images.float().cpu())
     return torch.cat(out)
 
@@ -107,26 +112,28 @@ class Evaluator:
 
     def images(self, schedule: Schedule | None) -> torch.Tensor:
         """The calibration batch under `schedule` (None: no acceleration)."""
-        return self._with(schedule, lambda steps: generate(self.pipe, self.calibration, steps=steps))
+        return self._with(schedule, lambda traj: generate(self.pipe, self.calibration, trajectory=traj))
 
-    def _with(self, schedule: Schedule | None, run: Callable[[int], Any]) -> Any:
-        """Run with the schedule applied, on the scheduler and step count it names (`trajectory`)."""
-        with using_scheduler(self.pipe, scheduler_of(schedule)):
-            handle = dato.apply(self.pipe, schedule, strict=True) if schedule is not None else None  # never mapped
-            try:
-                return run(steps_of(schedule, self.calibration.steps))
-            finally:
-                if handle is not None:
-                    self.last_pruning = handle.pruning.attrs()
-                    handle.remove()
+    def _with(self, schedule: Schedule | None, run: Callable[[Trajectory | None], Any]) -> Any:
+        """Run with the schedule applied as a user applies it (`dato.apply`: its own trajectory swapped in,
+        `Schedule.trajectory`, never mapped); a schedule without a trajectory, and None, run on the
+        study's own scheduler and steps."""
+        if schedule is None:
+            return run(None)
+        handle = dato.apply(self.pipe, schedule, strict=True)
+        try:
+            return run(schedule.trajectory)
+        finally:
+            self.last_pruning = handle.pruning.attrs()
+            handle.remove()
 
     def measured_latency(self, schedule: Schedule | None,
                          measure: Callable[[Callable[[], Any]], float] | None = None) -> float:
         """Seconds of generating `latency_images` images under `schedule`, timed by `measure`
         (default: the evaluator's own, the median of the configured repeats)."""
         measure = measure or self.measure_latency
-        return self._with(schedule, lambda steps: measure(
-            lambda: generate(self.pipe, self.calibration, self.latency_images, steps)))
+        return self._with(schedule, lambda traj: measure(
+            lambda: generate(self.pipe, self.calibration, self.latency_images, trajectory=traj)))
 
     def latency(self, schedule: Schedule | None) -> float:
         """The latency objective: the cost model's prediction if there is one, else measured."""

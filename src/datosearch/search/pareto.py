@@ -53,6 +53,14 @@ def feasible_complete(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE and all(c <= 0 for c in t.constraints.values())]
 
 
+def pareto_trials(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
+    """The feasible completed trials no other one dominates (as `Study.best_trials`, over `trials` only)."""
+    done = feasible_complete(trials)
+    points = [as_minimised(t.values, directions) for t in done]
+    kept = set(non_dominated(points))
+    return [t for t, p in zip(done, points) if p in kept]
+
+
 def reference_point(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], margin: float = 0.1) -> Point:
     """Worst value per objective over the anchor trials (all trials if none), widened by `margin`."""
     done = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -19,14 +19,18 @@ SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
 def make_sampler(name: str, population: int = 8, seed: int | None = 0, encoding: Any = None) -> optuna.samplers.BaseSampler:
     """Build a sampler; constraints reach the samplers through `Trial.set_constraint` (Optuna ≥ 5).
 
-    `encoding` (an `Encoding`, an `EncodingConfig` or its dict) supplies NSGA-II's child generation.
+    `encoding` (an `Encoding`, an `EncodingConfig` or its dict): the structured encoding's variation
+    (`search.variation.StructuredVariation`) is NSGA-II's child generation; other encodings use Optuna's.
     """
     if name == "nsga2":
         strategy = None
         if encoding is not None:
             from ..space.encoding import make_encoding
+            from ..space.structured import StructuredEncoding
+            from .variation import StructuredVariation
 
-            strategy = make_encoding(encoding).child_strategy(seed)
+            encoding = make_encoding(encoding)
+            strategy = StructuredVariation(encoding, seed) if isinstance(encoding, StructuredEncoding) else None
         with warnings.catch_warnings():  # child_generation_strategy is marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.NSGAIISampler(population_size=population, seed=seed,

@@ -17,7 +17,7 @@ calls, min full calls) go through `optuna.trial.Trial.set_constraint` (> 0 is a 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -140,10 +140,6 @@ class Encoding:
     def nearest_plan(self, schedule: Schedule) -> dict[str, Any] | None:
         """Plan genes of the closest family member; by default only exact ones (`encode_plan`)."""
         return self.encode_plan(schedule)
-
-    def child_strategy(self, seed: int | None) -> Callable[..., dict[str, Any]] | None:
-        """An NSGA-II `child_generation_strategy`, or None for Optuna's default variation."""
-        return None
 
     def initial(self) -> list[dict[str, Any]]:
         """Genes enqueued after the anchors as the first generation (none: the sampler's own start)."""

@@ -17,7 +17,7 @@ from .schedule import SCHEMA_IDS, Schedule, ScheduleError
 
 @lru_cache(maxsize=1)
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of `datosearch/schedule@1` and `@2` (one file), shipped in the package."""
+    """The JSON Schema of `datosearch/schedule@1`, `@2` and `@3` (one file), shipped in the package."""
     return json.loads(resources.files(__package__).joinpath("schedule.schema.json").read_text())
 
 
@@ -35,7 +35,7 @@ def from_json_obj(data: Any, source: str = "schedule") -> Schedule:
     version = data.get("schema")
     if version not in SCHEMA_IDS:
         raise ScheduleError(f"{source}: unknown schema {version!r}; this datosearch reads "
-                            f"{' and '.join(map(repr, SCHEMA_IDS))}")
+                            f"{', '.join(map(repr, SCHEMA_IDS))}")
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(json_schema()).iter_errors(data))
     if error is not None:
         message = error.message

@@ -6,6 +6,11 @@ shallow call predicts the cached tensor its computed part consumes, a reuse call
 noise prediction, both from the last full calls (DESIGN §9). JSON `datosearch/schedule@2` carries
 it inside the action (`{"branch": b, "order": k, "damping": d}`, `{"reuse": true, "order": k, ...}`);
 a schedule without forecasts is written as `datosearch/schedule@1`, exactly as before.
+
+`Schedule.trajectory` (`space.trajectory.Trajectory`) is the base trajectory the plan was made for:
+scheduler class, config overrides, step count, optional explicit timesteps or sigmas. JSON
+`datosearch/schedule@3` carries it in a field of its own; `@1` and `@2` files named it in
+`meta.scheduler` / `meta.steps`, which load into the same trajectory (`meta` keeps provenance only).
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ from typing import Any, Union
 
 import torch
 
-from ..errors import DatosearchError
+from ..errors import DatosearchError, UserValueError
 from .layout import highest_resolution_blocks, n_branches, transformer_blocks
+from .trajectory import Trajectory
 
 Action = Union[str, int]
 FULL, REUSE = "full", "reuse"
 MAX_RATIO = 0.75
 MAX_ORDER = 2
-SCHEMA_V1, SCHEMA_V2 = "datosearch/schedule@1", "datosearch/schedule@2"
-SCHEMA_IDS = (SCHEMA_V1, SCHEMA_V2)
+SCHEMA_V1, SCHEMA_V2, SCHEMA_V3 = "datosearch/schedule@1", "datosearch/schedule@2", "datosearch/schedule@3"
+SCHEMA_IDS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+LEGACY_TRAJECTORY = ("scheduler", "steps")  # where @1 / @2 schedules named their trajectory, in `meta`
 BASE_SELECTIONS = ("dynamics", "similarity", "random")
 FALLBACKS = ("similarity", "random")
 TARGETS = ("attn1", "attn2", "ff")
@@ -139,11 +146,16 @@ class Schedule:
     prune: PruneConfig = field(default_factory=PruneConfig)
     meta: dict[str, Any] = field(default_factory=dict)
     forecast: dict[int, Forecast] = field(default_factory=dict)
+    trajectory: Trajectory | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.prune.targets, list):
             self.prune.targets = tuple(self.prune.targets)
         self.forecast = {int(t): f for t, f in sorted(self.forecast.items())}
+        if self.trajectory is None and all(self.meta.get(k) is not None for k in LEGACY_TRAJECTORY):
+            self.meta = dict(self.meta)  # an @1 / @2 trajectory in meta: typed, the same meaning
+            scheduler, steps = (self.meta.pop(k) for k in LEGACY_TRAJECTORY)
+            self.trajectory = _trajectory(lambda: Trajectory(scheduler, steps), "meta.scheduler/steps")
         self.validate()
 
     # ----------------------------------------------------------------- anchors
@@ -191,11 +203,13 @@ class Schedule:
         return {"full": full, "shallow": self.n_calls - full - reuse, "reuse": reuse, "forecast": len(self.forecast)}
 
     def key(self) -> str:
-        """Hash of what the accelerator does (cache plan, forecasts, pruning and the base trajectory
-        `meta.scheduler`/`meta.steps` when the schedule names one), ignoring other metadata."""
+        """Hash of what the accelerator does (cache plan, forecasts, pruning) and the base trajectory
+        when the schedule names one, ignoring metadata; equal to the key of the same schedule stored
+        before trajectories were typed (`meta.scheduler`/`meta.steps`)."""
         body = self.to_dict()
+        body["schema"] = SCHEMA_V2 if self.forecast else SCHEMA_V1
         meta = body.pop("meta")
-        trajectory = {k: meta[k] for k in ("scheduler", "steps") if meta.get(k) is not None}
+        trajectory = body.pop("trajectory", None) or {k: meta[k] for k in LEGACY_TRAJECTORY if meta.get(k) is not None}
         if trajectory:
             body["trajectory"] = trajectory
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -234,12 +248,16 @@ class Schedule:
 
     # ---------------------------------------------------------------- dict I/O
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: `schedule@1` when nothing forecasts (as before forecasting existed), else `@2`."""
+        """JSON form: `schedule@3` with a trajectory; without one `schedule@1` when nothing forecasts
+        (as before forecasting existed), else `@2`."""
         prune = asdict(self.prune)
         prune["targets"] = list(prune["targets"])
         cache = [_action_json(a, self.forecast.get(t)) for t, a in enumerate(self.cache)]
-        schema = SCHEMA_V2 if self.forecast else SCHEMA_V1
-        return {"schema": schema, "cache": cache, "prune": prune, "meta": dict(self.meta)}
+        schema = SCHEMA_V3 if self.trajectory is not None else SCHEMA_V2 if self.forecast else SCHEMA_V1
+        out = {"schema": schema, "cache": cache, "prune": prune, "meta": dict(self.meta)}
+        if self.trajectory is not None:
+            out["trajectory"] = self.trajectory.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Schedule":
@@ -253,7 +271,18 @@ class Schedule:
             cache.append(REUSE if a.get("reuse") else a["branch"])
             if a.get("order", 0):
                 forecast[t] = Forecast(a["order"], a.get("damping", 1.0))
-        return cls(cache, PruneConfig(**data.get("prune", {})), dict(data.get("meta", {})), forecast)
+        trajectory = data.get("trajectory")
+        if trajectory is not None:
+            trajectory = _trajectory(lambda: Trajectory.from_dict(trajectory), "trajectory")
+        return cls(cache, PruneConfig(**data.get("prune", {})), dict(data.get("meta", {})), forecast, trajectory)
+
+
+def _trajectory(make: Any, where: str) -> Trajectory:
+    """`make()`, its error as a `ScheduleError` naming the field."""
+    try:
+        return make()
+    except UserValueError as exc:
+        raise ScheduleError(f"field '{where}': {exc}") from None
 
 
 def _action_json(action: Action, forecast: Forecast | None) -> Any:

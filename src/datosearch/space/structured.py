@@ -11,20 +11,22 @@ Genes:
 - the shared pruning genes.
 
 Anchors outside the family are enqueued with their nearest genes and their exact plan (see
-`search.runner`); NSGA-II varies the genes with `search.variation.StructuredVariation`.
+`search.runner`); NSGA-II varies the genes with `search.variation.StructuredVariation`
+(`search.samplers` hands it to the sampler).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from .encoding import Encoding, action_of, gene_of, nearest_step
 from .schedule import FULL, REUSE, Action, Forecast, Schedule
 from .placement import full_positions, phase_of
+from .trajectory import Trajectory
 
 POWER_RANGE = (0.3, 3.0)
 # The first generation: placements and actions spread across the speed range.
@@ -104,8 +106,7 @@ class StructuredEncoding(Encoding):
             plan.append(action_of(params[f"act{p}"]))
             if int(params[f"ord{p}"]) > 0:
                 forecast[t] = Forecast(int(params[f"ord{p}"]), float(params[f"damp{p}"]))
-        meta = {"scheduler": traj["scheduler"], "steps": traj["steps"]} if index > 0 else {}
-        return Schedule(plan, meta=meta, forecast=forecast)
+        return Schedule(plan, forecast=forecast, trajectory=Trajectory.from_dict(traj) if index > 0 else None)
 
     def encode_plan(self, schedule: Schedule) -> dict[str, Any] | None:
         """Exact genes: the nearest genes if they decode to the same plan, forecasts and trajectory."""
@@ -117,8 +118,8 @@ class StructuredEncoding(Encoding):
         for (warp, center), last in itertools.product(grid, lasts):
             trial = {**params, "warp": warp, "center": center, **last}
             decoded = self.decode_plan(trial)
-            if (decoded.cache, decoded.forecast) == (schedule.cache, schedule.forecast) and \
-                    _trajectory_meta(decoded) == _trajectory_meta(schedule):
+            if (decoded.cache, decoded.forecast, decoded.trajectory) == \
+                    (schedule.cache, schedule.forecast, schedule.trajectory):
                 return trial
         return None
 
@@ -127,12 +128,11 @@ class StructuredEncoding(Encoding):
         count, uniform placement, each phase's most common action and forecast. None: no such trajectory."""
         cfg = self.cfg
         names = self._traj_names()
-        meta = _trajectory_meta(schedule)
-        if meta == (None, None):
+        if schedule.trajectory is None:
             index = 0
         else:
             matches = [i for i, t in enumerate(self.trajectories)
-                       if _same_scheduler(t["scheduler"], meta[0]) and t["steps"] == meta[1]]
+                       if t["scheduler"] is not None and Trajectory.from_dict(t) == schedule.trajectory]
             if not matches:
                 return None
             index = matches[0]
@@ -156,11 +156,6 @@ class StructuredEncoding(Encoding):
             damping = nearest_step(fc.damping, cfg.damping_steps) if fc is not None else None
             params[f"damp{p}"] = damping if damping is not None else cfg.damping_steps[-1]
         return params
-
-    def child_strategy(self, seed: int | None) -> Callable[..., dict[str, Any]] | None:
-        from ..search.variation import StructuredVariation
-
-        return StructuredVariation(self, seed)
 
     def initial(self) -> list[dict[str, Any]]:
         """The first generation, spread over the speed range (no random genes).
@@ -223,16 +218,6 @@ class StructuredEncoding(Encoding):
             params["traj"] = self._traj_names()[traj]
         params.update({f"r:{b}": 0.0 for b in self.cfg.blocks})
         return params
-
-
-def _trajectory_meta(schedule: Schedule) -> tuple[Any, Any]:
-    return schedule.meta.get("scheduler"), schedule.meta.get("steps")
-
-
-def _same_scheduler(a: str | None, b: str | None) -> bool:
-    from ..search.trajectory import class_name
-
-    return a is not None and b is not None and class_name(a) == class_name(b)
 
 
 def _placement_grid() -> list[tuple[float, float]]:

@@ -14,11 +14,10 @@ import torch
 from ..errors import UserValueError
 from ..models.digits import digit_prompt
 from ..search.evaluator import Calibration, Evaluator, generate
-from ..search.trajectory import SCHEDULERS, set_scheduler  # noqa: F401  (re-exported)
 from ..space.encoding import EncodingConfig
 from ..space.layout import transformer_blocks
 from ..space.schedule import Schedule
-
+from ..space.trajectory import Trajectory, converged
 
 
 def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
@@ -31,9 +30,8 @@ def load_pipeline(model: str, device: str = "cpu", dtype: str = "float32") -> tu
 
 
 def n_calls(pipe: Any, steps: int) -> int:
-    """U-Net calls of one generation with `steps` steps (PNDM: steps + 1)."""
-    pipe.scheduler.set_timesteps(steps)
-    return len(pipe.scheduler.timesteps)
+    """U-Net calls of one generation of the pipeline's scheduler with `steps` steps (PNDM: steps + 1)."""
+    return Trajectory(type(pipe.scheduler).__name__, steps).calls(pipe.scheduler.config)
 
 
 def default_resolution(pipe: Any) -> int:
@@ -58,13 +56,8 @@ SEARCH_SOLVERS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
 
 def trajectory_table(pipe: Any, pairs: list[tuple[str, int]]) -> list[dict[str, Any]]:
     """`{"scheduler", "steps", "calls"}` for each (scheduler class, steps): the U-Net calls it makes."""
-    from ..search.trajectory import using_scheduler
-
-    out = []
-    for name, steps in pairs:
-        with using_scheduler(pipe, name) as scheduler:
-            out.append({"scheduler": type(scheduler).__name__, "steps": steps, "calls": n_calls(pipe, steps)})
-    return out
+    trajs = [Trajectory(name, steps) for name, steps in pairs]
+    return [{**t.to_dict(), "calls": t.calls(pipe.scheduler.config)} for t in trajs]
 
 
 def scheduler_calls(pipe: Any, scheduler: str, steps: int) -> int:
@@ -189,20 +182,20 @@ def reference_images(pipe: Any, config: Any, cache_dir: Path) -> torch.Tensor:
     """The images quality is measured against, computed once and cached: the study's own full compute,
     or (`reference="converged"`) the converged trajectory, DPM-Solver++ 2M at 100 steps."""
     from .. import objectives as obj
-    from ..search.trajectory import CONVERGED_SCHEDULER, CONVERGED_STEPS, using_converged, using_scheduler
+    from ..space.trajectory import swapped
 
     calib = calibration(config)
     key = dict(model=config.model, prompts=config.prompts, seeds=config.seeds, resolution=[config.height, config.width],
                steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, dtype=config.dtype)
-    steps, swapped = config.steps, using_scheduler(pipe, config.scheduler)
+    trajectory = config.trajectory
     if config.reference == "converged":
-        steps, swapped = CONVERGED_STEPS, using_converged(pipe, config.converged_spacing)
-        key.update(steps=steps, scheduler=CONVERGED_SCHEDULER)
+        trajectory = converged(config.converged_spacing)
+        key.update(steps=trajectory.steps, scheduler=trajectory.scheduler)
         if config.converged_spacing is not None:  # studies made before the spacing was fixed keep the config's own
             key.update(timestep_spacing=config.converged_spacing)
-    with swapped:
+    with swapped(pipe, trajectory):
         return obj.load_or_compute_reference(cache_dir, obj.reference_key(**key),
-                                             lambda: generate(pipe, calib, steps=steps))
+                                             lambda: generate(pipe, calib, trajectory=trajectory))
 
 
 def build_evaluator(pipe: Any, config: Any, cache_dir: Path, device: str = "cpu") -> Evaluator:

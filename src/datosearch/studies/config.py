@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UserValueError
 from ..search.attrs import BUDGET_ATTR, CONFIG_ATTR  # noqa: F401 - re-exported (studies.config.BUDGET_ATTR)
-from ..search.trajectory import CONVERGED_SPACING
+from ..space.trajectory import CONVERGED_SPACING, Trajectory
 
 REFERENCES = ("full", "converged")
 
@@ -62,6 +62,11 @@ class StudyConfig:
             raise UserValueError(f"latency must be 'model' or 'measured', got {self.latency_mode!r}")
         if self.reference not in REFERENCES:
             raise UserValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The study's own base trajectory: its scheduler at its step count."""
+        return Trajectory(self.scheduler, self.steps)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (round-trips through `json`)."""

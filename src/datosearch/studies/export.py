@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
 
 from ..errors import UserValueError
-from ..atomic import publish_atomic
+from ..atomic import check_writable, publish_atomic, writing
 from ..search.attrs import PAIRED_PREFIX
 from ..space.io import EXPORT_FORMAT as INDEX_FORMAT, json_text
 from ..space.schedule import Schedule
@@ -50,19 +50,18 @@ def build_export(study: optuna.Study, entries: Sequence[FrontEntry], scores: dic
     rows: list[dict[str, Any]] = []
     for k, entry in enumerate(entries):
         name = f"schedule_{k}.json"
-        own = entry.schedule.meta  # a searched base trajectory stays the schedule's own
         meta = dict(model=config.model, height=config.height, width=config.width,
-                    scheduler=own.get("scheduler", config.scheduler), steps=own.get("steps", config.steps),
                     guidance=config.guidance, dtype=config.dtype, objectives=entry.values,
                     speedup=entry.speedup, hardware=config.device, study=study.study_name, trial=entry.trial.number)
         if entry.anchor:
             meta["name"] = entry.anchor
-        schedule = entry.schedule.with_meta(**meta)
+        # a searched base trajectory stays the schedule's own; the others run on the study's
+        schedule = replace(entry.schedule.with_meta(**meta), trajectory=entry.schedule.trajectory or config.trajectory)
         files.append((name, json_text(schedule.to_dict())))
         paired = {k[len(PAIRED_PREFIX):]: v for k, v in entry.trial.user_attrs.items() if k.startswith(PAIRED_PREFIX)}
         rows.append({"file": name, "trial": entry.trial.number, "values": entry.values, "speedup": entry.speedup,
                      "anchor": entry.anchor, "key": schedule.key(), "counts": schedule.counts(), "paired": paired,
-                     "trajectory": {"scheduler": schedule.meta["scheduler"], "steps": schedule.meta["steps"]},
+                     "trajectory": schedule.trajectory.to_dict(),
                      "pruning": pruning_summary(schedule)})
         if scores is not None and scores["front"][k] is not None:
             rows[-1]["heldout"] = scores["front"][k]
@@ -77,22 +76,24 @@ def build_export(study: optuna.Study, entries: Sequence[FrontEntry], scores: dic
 def export_front(study: optuna.Study, out_dir: str | Path, heldout: Callable[[list[FrontEntry]], dict] | None = None) -> Path:
     """Write the study's front under `out_dir`; returns the index path.
 
-    Every file is first written into a staging directory inside `out_dir`, so a failed write (disk
-    full, an unserialisable value) leaves the previous export as it was. Then the schedule files are
+    An `out_dir` that cannot be written is refused first (`OutputPathError`, one sentence). Every file is
+    first written into a staging directory inside `out_dir`, so a failed write (disk full: `OutputPathError`,
+    an unserialisable value) leaves the previous export as it was. Then the schedule files are
     moved into place, the index last, and `schedule_K.json` files the new index does not list are removed.
     `heldout(entries)` (see `studies.verify.heldout_scores`) re-scores the front on held-out images;
     its rows go beside the search values in each entry (`heldout`) and in the index.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_writable(out_dir, "the export", directory=True)  # before the held-out work; leaves nothing
     entries = pareto_front(study)
     if not entries:
         raise UserValueError(f"study {study.study_name!r} has no completed trials to export; run or resume it first")
     export = build_export(study, entries, heldout(entries) if heldout is not None else None)
-    path = publish_atomic(out_dir, [*export.files, ("index.json", json_text(export.index))])[-1]
-    written = [name for name, _ in export.files]
-    for stale in out_dir.glob("schedule_*.json"):
-        if stale.name not in written:
-            stale.unlink()
+    with writing(out_dir, "the export"):
+        path = publish_atomic(out_dir, [*export.files, ("index.json", json_text(export.index))])[-1]
+        written = [name for name, _ in export.files]
+        for stale in out_dir.glob("schedule_*.json"):
+            if stale.name not in written:
+                stale.unlink()
     return path
 
 

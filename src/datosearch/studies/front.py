@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from ..search.attrs import ANCHOR_ATTR, DEDUP_ATTR, KEY_ATTR, SCHEDULE_ATTR, SPEEDUP_ATTR
+from ..search.pareto import pareto_trials
 from ..space.io import from_json_obj
 from ..space.schedule import Schedule
 
@@ -38,11 +39,28 @@ def trial_schedule(trial: FrozenTrial) -> Schedule:
     return from_json_obj(trial.user_attrs[SCHEDULE_ATTR], f"trial {trial.number}")
 
 
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The feasible Pareto-optimal trials a user may apply. A study that searches the base trajectory
+    (`--search-steps`) offers every trial; one that keeps the user's own trajectory (`--no-search-steps`)
+    only those on it: the fewer-steps anchors on other samplers stay reference rows (the held-out
+    table, the report), and the front is the best the study found on the user's trajectory."""
+    from .study import stored_config
+
+    config = stored_config(study)
+    if config.encoding.get("trajectories"):
+        return study.best_trials
+    own = config.trajectory
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if trial_schedule(t).trajectory in (None, own)]
+    return pareto_trials(trials, study.directions)
+
+
 def pareto_front(study: optuna.Study) -> list[FrontEntry]:
-    """Feasible Pareto-optimal trials, one per schedule key (the originally evaluated trial), sorted by objective 1."""
+    """Feasible Pareto-optimal trials (`front_trials`), one per schedule key (the originally evaluated trial),
+    sorted by objective 1."""
     names = objective_names(study)
     by_key: dict[str, FrozenTrial] = {}
-    for trial in study.best_trials:
+    for trial in front_trials(study):
         key = trial.user_attrs.get(KEY_ATTR, str(trial.number))
         kept = by_key.get(key)
         if kept is None or (DEDUP_ATTR in kept.user_attrs and DEDUP_ATTR not in trial.user_attrs):

@@ -1,7 +1,8 @@
 """The fair held-out evaluation: schedules scored on prompts and seeds no study uses.
 
-Studies calibrate on seeds 0..N-1; here `n` images cycle the ten digit prompts with seeds 777000...
-Every number names the reference it is measured against:
+Studies calibrate on seeds 0..N-1; here the images of `studies.protocol.HeldoutProtocol` (the ten digit
+prompts cycled, seeds 777000+, one generator per image). Every number names the reference it is
+measured against:
 
 - ``psnr_converged`` / ``ssim_converged``: the converged run (DPM-Solver++ 2M, 100 steps) — fair
   across samplers and step counts; `converged_reference` also reports 100 vs 200 steps;
@@ -33,14 +34,13 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from .. import objectives as obj
-from ..models.digits import digit_prompt, heldout_digits, prompt_adherence
+from ..models.digits import prompt_adherence
 from ..search.evaluator import Calibration, Evaluator, generate
-from ..search.trajectory import (CONVERGED_SCHEDULER, CONVERGED_SPACING, CONVERGED_STEPS, scheduler_class,
-                                 scheduler_of, steps_of, using_converged, using_scheduler)
 from ..space.schedule import Schedule
+from ..space.trajectory import CONVERGED_SPACING, CONVERGED_STEPS, Trajectory, converged as converged_trajectory, \
+    swapped
 from .build import default_guidance, default_resolution, make_extractor
-
-HELDOUT_SEED0 = 777000  # studies use seeds 0..N-1; held-out seeds start far above any study size
+from .protocol import HELDOUT_SEED0, HeldoutProtocol  # noqa: F401  (HELDOUT_SEED0 re-exported)
 CHECK_IMAGES = 16  # convergence check: PSNR of CONVERGED_STEPS vs 2x steps on this many images
 # `dominates(a, b)`: a beats anchor b on held-out data when it is not slower than SPEED_TOLERANCE x b's
 # speedup AND it is either PSNR_MARGIN_DB closer to the converged reference with a FID-proxy against
@@ -63,22 +63,15 @@ REFINE_FACTOR = 2
 
 
 def heldout_prompts(n: int, seed0: int = HELDOUT_SEED0) -> tuple[list[str], list[int]]:
-    """`n` prompts cycling the ten digits and their seeds `seed0`, `seed0 + 1`, ..."""
-    return [digit_prompt(i % 10) for i in range(n)], [seed0 + i for i in range(n)]
-
-
-def default_steps(pipe: Any) -> int:
-    """The pipeline's configured step count (the embedded model's 50), else 50."""
-    return int(getattr(pipe, "config", {}).get("num_inference_steps", 50) or 50)
+    """The prompts and seeds of `HeldoutProtocol(n, seed0)`."""
+    protocol = HeldoutProtocol(n, seed0)
+    return protocol.prompts, protocol.seeds
 
 
 def heldout_calibration(pipe: Any, n: int, steps: int | None = None, guidance: float | None = None,
                         batch_size: int = 20, seed0: int = HELDOUT_SEED0) -> Calibration:
-    """A `Calibration` over the held-out prompts/seeds (from `seed0`) at the pipeline's own resolution."""
-    prompts, seeds = heldout_prompts(n, seed0)
-    size = default_resolution(pipe)
-    return Calibration(prompts, seeds, steps or default_steps(pipe),
-                       default_guidance(pipe) if guidance is None else guidance, size, size, batch_size)
+    """`HeldoutProtocol(n, seed0).calibration(...)`: the held-out prompts/seeds at the pipeline's resolution."""
+    return HeldoutProtocol(n, seed0).calibration(pipe, steps, guidance, batch_size)
 
 
 def _cached(cache_dir: str | Path | None, compute: Callable[[], torch.Tensor], **key: Any) -> torch.Tensor:
@@ -125,7 +118,8 @@ def converged_reference(pipe: Any, prompts: list[str], seeds: list[int], *, guid
     size = default_resolution(pipe)
     calib = Calibration(list(prompts), list(seeds), steps, default_guidance(pipe) if guidance is None else guidance,
                         size, size, batch_size)
-    with using_converged(pipe) as scheduler:
+    trajectory = converged_trajectory()
+    with swapped(pipe, trajectory) as scheduler:
         images = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, steps),
                          timestep_spacing=CONVERGED_SPACING)
         ref = ConvergedReference(images, type(scheduler).__name__, steps)
@@ -158,15 +152,15 @@ def count_calls(unet: torch.nn.Module) -> Iterator[dict[str, int]]:
 def _digit_features(n_images: int, device: str | torch.device) -> torch.nn.Module | None:
     """Embedded-digits features with fewer dimensions than `n_images` (None when too few images for
     any: the covariance would be singular)."""
-    prompts, _ = heldout_prompts(n_images)
-    extractor = make_extractor(SimpleNamespace(extractor="embedded-digits", prompts=prompts), str(device))
+    extractor = make_extractor(SimpleNamespace(extractor="embedded-digits", prompts=HeldoutProtocol(n_images).prompts),
+                               str(device))
     return None if extractor.num_features >= n_images else extractor
 
 
 def real_fid(n_images: int, device: str | torch.device = "cpu") -> obj.FidProxy | None:
     """FID-proxy of `n_images` images against the real held-out digits (None: too few images)."""
     extractor = _digit_features(n_images, device)
-    return None if extractor is None else obj.FidProxy(extractor, reference_images=heldout_digits()[0])
+    return None if extractor is None else obj.FidProxy(extractor, reference_images=HeldoutProtocol.real_images())
 
 
 def converged_fid(converged: ConvergedReference, device: str | torch.device = "cpu") -> obj.FidProxy | None:
@@ -190,7 +184,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     """Score each schedule on `n_images` held-out images; one dict per schedule, in order.
 
     The study's full compute is `pipe` with `scheduler` (None: its own) at `steps` (None: the
-    pipeline's default); a schedule runs on the scheduler/steps its meta names, else on those. None
+    pipeline's default); a schedule runs on its own trajectory (`Schedule.trajectory`), else on those. None
     in `schedules` is that full compute itself (a plain `Schedule.full` runs through the hooks: same
     images, its own timing). References (converged, full compute) are cached under `cache_dir` when
     given; pass `converged` (for the same `n_images` held-out images) to reuse one already computed.
@@ -202,7 +196,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     device = pipe.device
     hardware = obj.device_name(device)
     if converged is None:
-        log(f"converged reference: {CONVERGED_SCHEDULER} {CONVERGED_STEPS} steps, {n_images} images")
+        log(f"converged reference: {converged_trajectory().label()}, {n_images} images")
         converged = converged_reference(pipe, calib.prompts, calib.seeds, guidance=calib.guidance, cache_dir=cache_dir,
                                         model=model, batch_size=batch_size)
     elif len(converged.images) != n_images:
@@ -211,7 +205,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     if fid is not None and converged.fid_real is None:
         converged.fid_real = fid(converged.images)
     fids = {"fid_real": fid, "fid_converged": converged_fid(converged, device)}
-    with using_scheduler(pipe, scheduler) as study_scheduler:
+    with swapped(pipe, Trajectory(scheduler, calib.steps) if scheduler else None) as study_scheduler:
         study_scheduler_name = type(study_scheduler).__name__
         log(f"full compute: {study_scheduler_name} {calib.steps} steps, {n_images} images")
         full = _cached(cache_dir, lambda: generate(pipe, calib), **_key(pipe, calib, model, calib.steps))
@@ -237,9 +231,8 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     return rows
 
 
-def _scheduler_name(schedule: Schedule | None, study_scheduler: str) -> str:
-    name = scheduler_of(schedule)
-    return scheduler_class(name).__name__ if name else study_scheduler
+def _trajectory(schedule: Schedule | None) -> Trajectory | None:
+    return schedule.trajectory if schedule is not None else None
 
 
 def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: torch.Tensor,
@@ -251,8 +244,8 @@ def _quality(name: str, schedule: Schedule | None, images: torch.Tensor, full: t
     vs_full = obj.paired_metrics(images, full)
     digits = [i % 10 for i in range(len(images))]
     return {
-        "name": name, "scheduler": _scheduler_name(schedule, study_scheduler),
-        "steps": steps_of(schedule, calib.steps), "n_images": len(images), "seed0": calib.seeds[0],
+        "name": name, "scheduler": traj.scheduler if (traj := _trajectory(schedule)) else study_scheduler,
+        "steps": traj.steps if traj else calib.steps, "n_images": len(images), "seed0": calib.seeds[0],
         "psnr_converged": vs_conv["psnr"], "ssim_converged": vs_conv["ssim"],
         "psnr_fullcompute": vs_full["psnr"], "ssim_fullcompute": vs_full["ssim"],
         **{key: fid(images) if fid is not None else None for key, fid in fids.items()},

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..objectives import paired_metrics
 from ..search.evaluator import Calibration, Evaluator
-from ..search.trajectory import using_scheduler
+from ..space.trajectory import swapped
 from ..space.schedule import Schedule
 from .config import StudyConfig
 from .heldout import HELDOUT_SEED0
@@ -86,7 +86,7 @@ def make_pictures(pipe: Any, config: StudyConfig, schedules: Sequence[tuple[str,
     calib = Calibration(prompts, seeds, config.steps, config.guidance, config.height, config.width, max(1, n))
     ev = Evaluator(pipe, calib, [], reference=torch.empty(0), fid=lambda _: math.nan,
                    measure_latency=lambda _: math.nan)
-    with using_scheduler(pipe, config.scheduler):
+    with swapped(pipe, config.trajectory):
         full = ev.images(None)
         scale = upscale_factor(*full.shape[-2:])
         rows = []

@@ -72,7 +72,7 @@ def family(name: str, schedule: Schedule | None) -> str:
     for prefix, label in (("deepcache", "DeepCache"), ("dato-coco", "DaTo COCO"), ("ratio-", "constant pruning ratio")):
         if name.startswith(prefix):
             return label
-    return "fewer steps" if schedule is not None and schedule.meta.get("steps") is not None else "other anchor"
+    return "fewer steps" if schedule is not None and schedule.trajectory is not None else "other anchor"
 
 
 def broken_constraints(trial: FrozenTrial, config: StudyConfig) -> list[str]:
@@ -130,8 +130,8 @@ def _hover(trial: FrozenTrial, schedule: Schedule | None, metrics: Sequence[Metr
     if schedule is not None:
         c = schedule.counts()
         lines.append(f"calls full/shallow/reuse/forecast: {c['full']}/{c['shallow']}/{c['reuse']}/{c['forecast']}")
-        if schedule.meta.get("steps") is not None:
-            lines.append(f"trajectory: {html.escape(str(schedule.meta.get('scheduler')))}, {schedule.meta['steps']} steps")
+        if schedule.trajectory is not None:
+            lines.append(f"trajectory: {html.escape(schedule.trajectory.label())}")
         if schedule.prune.active:
             lines.append(f"pruning in {sum(r > 0 for r in schedule.prune.ratios.values())} blocks")
     if status:

@@ -13,7 +13,8 @@ import torch
 from ..errors import UserValueError
 from ..objectives import device_name
 from ..search.evaluator import accepts_size
-from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline, set_scheduler
+from ..space.trajectory import set_scheduler
+from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline
 from .config import StudyConfig
 
 DEFAULTS: dict[str, Any] = dict(model="embedded", images=24, steps=50, dtype="float32", batch_size=24,
@@ -68,7 +69,7 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
     height = resolution if resolution is not None else (base.height if base else default_resolution(pipe))
     width = resolution if resolution is not None else (base.width if base else default_resolution(pipe))
     from ..objectives import DEFAULT_OBJECTIVES
-    from ..search.trajectory import CONVERGED_SPACING
+    from ..space.trajectory import CONVERGED_SPACING
     from .realism import require_real_images
 
     objectives = _given(pick("objectives", "objectives"), list(DEFAULT_OBJECTIVES))

@@ -29,8 +29,8 @@ TIMING_ROUNDS = 9  # interleaved end-to-end timing rounds (each bracketed by ful
 def compared_anchor(name: str, schedule: Schedule) -> bool:
     """The anchors a front is judged against: full compute, DeepCache (uniform and non-uniform) and
     fewer steps of a fast solver (10 steps or fewer)."""
-    steps = schedule.meta.get("steps")
-    return name == "full" or name.startswith("deepcache") or (steps is not None and int(steps) <= 10)
+    steps = schedule.trajectory.steps if schedule.trajectory is not None else None
+    return name == "full" or name.startswith("deepcache") or (steps is not None and steps <= 10)
 
 
 def anchor_schedules_of(study: optuna.Study) -> list[tuple[str, Schedule]]:
