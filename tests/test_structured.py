@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 from hypothesis import given, settings, strategies as st
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from datosearch.space.trajectory import Trajectory
+from datosearch.space.trajectory import Trajectory, warp_timesteps
 from datosearch.models.tiny import tiny_unet
 from datosearch.search import anchor_schedules, enqueue_anchors, make_sampler, run_until
 from datosearch.search.anchors import fewer_steps_anchor
@@ -203,3 +205,57 @@ def test_trajectory_mutation_moves_to_a_neighbour():
     seen = {variation._neighbour_trajectory("UniPCMultistepScheduler:15") for _ in range(60)}
     assert seen == {"UniPCMultistepScheduler:10", "UniPCMultistepScheduler:20", "DPMSolverMultistepScheduler:15",
                     "PNDMScheduler:50"}
+
+
+# ----------------------------------------------------------------------------- timestep genes (issue 30)
+TIMESTEP_TRAJ = [{"scheduler": "PNDMScheduler", "steps": 24, "calls": 25},
+                 {"scheduler": "DPMSolverMultistepScheduler", "steps": 7, "calls": 7},
+                 {"scheduler": "DPMSolverMultistepScheduler", "steps": 25, "calls": 25},
+                 {"scheduler": "UniPCMultistepScheduler", "steps": 10, "calls": 10}]
+
+
+def _timestep_encoding():
+    return make_encoding(structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_timestep_genes_decode_to_valid_timesteps_for_every_value(data):
+    enc = _timestep_encoding()
+    dists = enc.distributions()
+    assert isinstance(dists["tstart"], FloatDistribution) and isinstance(dists["tpow"], FloatDistribution)
+    params = {**enc.initial()[0], "traj": data.draw(st.sampled_from(dists["traj"].choices))}
+    for gene in ("tstart", "tpow"):
+        d = dists[gene]
+        params[gene] = data.draw(st.one_of(st.just(d.low), st.just(d.high), st.floats(d.low, d.high)))
+    s = enc.decode(params)
+    steps = int(params["traj"].split(":")[1])
+    if params["traj"].startswith("DPMSolver"):
+        t = s.trajectory.timesteps
+        assert len(t) == steps and all(a > b for a, b in zip(t, t[1:])) and 1 <= t[-1] and t[0] <= 999
+    else:
+        assert s.trajectory is None or s.trajectory.timesteps is None  # PNDM, UniPC take no timesteps=
+
+
+def test_timestep_genes_round_trip_and_stored_studies_lack_them():
+    enc = _timestep_encoding()
+    member = next(p for p in enc.initial() if p.get("traj", "").startswith("DPMSolver"))
+    s = enc.decode(member)
+    assert s.trajectory.timesteps == warp_timesteps(s.trajectory.steps, 0.9, 1.7)
+    assert enc.decode(enc.encode(s)) == s  # the warp genes are found again (exact encoding)
+    tuned = replace(s, trajectory=replace(s.trajectory, timesteps=(900, 690, 508, 350, 214, 108, 34)))
+    nearest = enc.nearest(tuned)
+    assert nearest is not None and enc.encode(tuned) is None  # not on the warp family: nearest genes only
+    stored = {k: v for k, v in structured(n_calls=25, trajectories=TIMESTEP_TRAJ).to_dict().items() if k != "timestep_genes"}
+    old = make_encoding(EncodingConfig.normalised(stored))
+    assert "tstart" not in old.distributions()  # a study stored before the genes decodes as before
+    assert old.decode({k: v for k, v in member.items() if k not in ("tstart", "tpow")}).trajectory.timesteps is None
+
+
+def test_variation_moves_the_timestep_genes():
+    enc = _timestep_encoding()
+    var = StructuredVariation(enc, seed=0)
+    member = next(p for p in enc.initial() if p.get("traj", "").startswith("DPMSolver"))
+    moved = [var.mutate(member) for _ in range(200)]
+    assert any(m["tstart"] != member["tstart"] for m in moved)
+    assert all(0.7 <= m["tstart"] <= 1.0 and 1.0 <= m["tpow"] <= 3.0 for m in moved)

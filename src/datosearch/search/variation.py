@@ -1,10 +1,11 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
 Parents are picked by binary tournament (feasible before infeasible, then Pareto dominance). The
-crossover keeps structure: the placement block (trajectory, full-call count, warp, center, last)
-comes whole from one parent, each phase's (action, order, damping) from either, each pruning ratio
-from either. Mutations insert or delete full calls, shift them (warp, center, ending on the last
-call or not), change a phase's action or forecast, step a pruning ratio, or switch the trajectory.
+crossover keeps structure: the placement block (trajectory and its timestep genes, full-call count,
+warp, center, last) comes whole from one parent, each phase's (action, order, damping) from either,
+each pruning ratio from either. Mutations insert or delete full calls, shift them (warp, center,
+ending on the last call or not), change a phase's action or forecast, step a pruning ratio, switch
+the trajectory, or move where its steps sit (a small step on the timestep genes' start and bend).
 A child that repeats an evaluated schedule is mutated again (a few times at most), so the budget is
 not spent on duplicates.
 """
@@ -20,6 +21,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from ..space.structured import POWER_RANGE
+from ..space.trajectory import WARP_POWER, WARP_START
 from .attrs import KEY_ATTR
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 CROSSOVER_PROB = 0.9
 RETRIES = 8
-PLACEMENT = ("traj", "full", "warp", "center", "last")
+PLACEMENT = ("traj", "tstart", "tpow", "full", "warp", "center", "last")
 
 
 def _violation(trial: FrozenTrial) -> float:
@@ -88,7 +90,7 @@ class StructuredVariation:
         cfg, enc, rng = self.encoding.cfg, self.encoding, self.rng
         child = dict(params)
         ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
-            [op for op in ("traj", "last") if op in child]
+            [op for op in ("traj", "last", "tstart") if op in child]
         for op in {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}:
             if op == "full":  # insert or delete full calls (a step that grows with their number)
                 size = max(1, round(0.15 * child["full"]))
@@ -102,6 +104,9 @@ class StructuredVariation:
                 self._mutate_phase(child, int(rng.randint(cfg.phases)))
             elif op == "last":  # the full calls end on the last call, or not
                 child["last"] = not child["last"]
+            elif op == "tstart":  # move where the base trajectory's steps sit: its start, its bend
+                child["tstart"] = float(min(WARP_START[1], max(WARP_START[0], child["tstart"] + rng.normal(0, 0.03))))
+                child["tpow"] = float(min(WARP_POWER[1], max(WARP_POWER[0], child["tpow"] * math.exp(rng.normal(0, 0.15)))))
             elif op == "ratio":
                 key = f"r:{cfg.blocks[rng.randint(len(cfg.blocks))]}"
                 child[key] = _step(cfg.ratio_steps, child[key], int(rng.choice([-1, 1])))

@@ -38,6 +38,9 @@ class EncodingConfig:
     `{"scheduler": class name, "steps": int, "calls": int}`; the first is the study's own. Empty:
     the study's own trajectory only. `last_gene` (structured only) adds the gene ``last``: the full
     calls span the whole trajectory, its last call full (studies stored before it lack the gene).
+    `timestep_genes` (structured only) adds ``tstart`` and ``tpow``: where the steps of a trajectory
+    whose scheduler takes explicit `timesteps` sit (`space.trajectory.warp_timesteps`); studies
+    stored before them lack the genes and run those trajectories at the config's default spacing.
     """
 
     n_calls: int
@@ -58,6 +61,7 @@ class EncodingConfig:
     phases: int = 3
     trajectories: list[dict[str, Any]] = field(default_factory=list)
     last_gene: bool = False
+    timestep_genes: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

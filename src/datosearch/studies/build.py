@@ -94,6 +94,7 @@ def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overri
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if fields.get("kind") == "structured":
         fields.setdefault("last_gene", True)
+        fields.setdefault("timestep_genes", True)
     if search_steps:
         if fields.get("kind") != "structured":
             raise UserValueError("--search-steps needs the structured encoding (--encoding structured)")

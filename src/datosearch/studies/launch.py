@@ -1,12 +1,14 @@
 """Build a run in one place: resolve the configuration, open or create the study, build the evaluator.
 
 `datosearch run | resume | worker` and `bench/search.py` all start here, so a study is wired the same
-way wherever it runs: the stored configuration wins on resume, anchors and the first generation are
-enqueued once at creation, and the evaluator's reference images are cached beside the study.
+way wherever it runs: the stored configuration wins on resume, anchors (with the tuned fewer-steps
+ones, `studies.tuning`) and the first generation are enqueued once at creation, and the evaluator's
+reference images are cached beside the study.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,11 @@ from .config import StudyConfig
 from .cost import use_cost_model
 from . import resolve as resolving
 from .storage import study_dir
+from .tuning import STEPS as TUNED_STEPS, tuned_anchors
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 @dataclass
@@ -50,6 +57,8 @@ def open_run(url: str, name: str, opts: dict[str, Any], resume: bool = False, pi
     created = study is None
     if created:
         anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
+        anchors += tuned_anchors(pipe, config, evaluator.reference, study_dir(url, name),
+                                 steps=[s for s in TUNED_STEPS if s < config.steps], log=_log)
         study = studies.create(url, name, config, anchors)
         if cost_model is not None:
             study.set_user_attr(COSTMODEL_ATTR, cost_model)
