@@ -186,6 +186,31 @@ def test_dominates_thresholds():
     assert not ho.dominates(_row("e", 8.0, 30.5, None), anchor)  # no FID: PSNR decides
     assert ho.dominates(_row("g", 4.0, 31.0, 110.0), anchor)  # +1 dB, FID 10 % above: still a win
     assert not ho.dominates(_row("h", 4.0, 35.0, 111.0), anchor)  # +5 dB but FID 11 % above: a shift
+
+
+EPS = 1e-6  # relative: each threshold is probed this close on either side
+
+
+@pytest.mark.parametrize("field,at,worse", [
+    ("speedup_vs_fullcompute", 0.95 * 4.0, -1),  # not slower than 0.95x the anchor's speedup
+    ("psnr_converged", 30.0 + 1.0, -1),  # PSNR route: +1 dB ...
+    ("fid_real", 1.10 * 100.0, +1),  # ... with a FID-proxy at most 10 % above the anchor's
+], ids=["speed-tolerance", "psnr-margin", "fid-slack"])
+def test_dominance_holds_exactly_up_to_each_threshold(field, at, worse):
+    """The documented thresholds (0.95x speed, +1 dB, FID +10 %) hold to within EPS: a threshold moved by
+    more than that (0.10 -> 0.105, say) fails here, where probes at 10 % and 11 % would not notice."""
+    anchor = _row("N5", 4.0, 30.0, 100.0)
+    win = {"speedup_vs_fullcompute": 4.0, "psnr_converged": 31.0, "fid_real": 100.0}
+    assert ho.dominates({"name": "at", **win, field: at * (1 - worse * EPS)}, anchor)
+    assert not ho.dominates({"name": "past", **win, field: at * (1 + worse * EPS)}, anchor)
+
+
+def test_fid_route_holds_exactly_at_its_threshold():
+    """The FID-proxy route: at least 20 % lower at no loss of PSNR, probed EPS either side of both."""
+    anchor = _row("N5", 4.0, 30.0, 100.0)
+    assert ho.dominates(_row("at", 4.0, 30.0, 80.0 * (1 - EPS)), anchor)
+    assert not ho.dominates(_row("fid", 4.0, 30.0, 80.0 * (1 + EPS)), anchor)
+    assert not ho.dominates(_row("psnr", 4.0, 30.0 * (1 - EPS), 60.0), anchor)
     assert ho.beaten_anchors(_row("f", 5.0, 32.0), [anchor, _row("N2", 2.0, 40.0), _row("N8", 5.2, 20.0)]) == \
         ["N5", "N8"]
 

@@ -3,16 +3,22 @@ latency from a cost model calibrated once per study, the front re-scored on held
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 
 import optuna
 import pytest
+from diffusers import StableDiffusionPipeline
 
 from datosearch import cli
 from datosearch.objectives.costmodel import CostModel
+from datosearch.objectives.paired import PSNR_CAP_DB
 from datosearch.search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR, LATENCY_ATTR, SPEEDUP_ATTR
 from datosearch.studies.front import trial_schedule
+from datosearch.studies.heldout import dominates
 from datosearch.studies.study import stored_config
+from datosearch.studies.verify import TIMING_ROUNDS
 from search_helpers import cli_study, one_thread
 
 ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4", "--no-progress"]
@@ -56,16 +62,44 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
                          "--no-progress"]) == 0
     assert optuna.load_study(study_name="d", storage=url).user_attrs[COSTMODEL_ATTR] == stored  # not recalibrated
     monkeypatch.chdir(root)
+    seeds = _record_seeds(monkeypatch)
     with one_thread():
         capsys.readouterr()
         assert cli.main(["export", "--study", "d", "--storage", url, "--heldout", "6"]) == 0
     assert "held-out: 6 images (seeds 777000+)" in capsys.readouterr().out
+    # every image the export generated (converged reference, full compute, each schedule, every timing round)
+    # had a held-out seed, and all six were used; none is a calibration seed of the study
+    assert set(seeds) == set(range(777000, 777006)) and not set(seeds) & set(stored_config(study).seeds)
     index = json.loads((root / "exports" / "d" / "index.json").read_text())
     assert index["heldout"]["n_images"] == 6 and index["heldout"]["seed0"] == 777000
     assert index["heldout"]["reference"]["steps"] == 100 and index["heldout"]["anchors"]
+    anchors = index["heldout"]["anchors"]
+    full = next(a for a in anchors if a["name"] == "full")  # full compute through the hooks: the same images
+    assert full["psnr_fullcompute"] == PSNR_CAP_DB and 0.5 < full["speedup_vs_fullcompute"] < 2
+    for row in [e["heldout"] for e in index["entries"]] + anchors:
+        low, high = row["speedup_range"]
+        assert low <= row["speedup_vs_fullcompute"] <= high and row["timing_rounds"] >= TIMING_ROUNDS
+        assert row["unet_calls"] == row["full"] + row["shallow"] + row["reuse"]  # the plan ran, call by call
+        assert row["unet_computed"] == row["full"] + row["shallow"] and row["n_images"] == 6
+        assert 0 < row["psnr_converged"] < PSNR_CAP_DB and math.isfinite(row["psnr_converged"])
     for entry in index["entries"]:
         row = entry["heldout"]
-        assert row["psnr_converged"] > 0 and row["speedup_vs_fullcompute"] > 0 and isinstance(row["beats"], list)
+        assert row["beats"] == [a["name"] for a in anchors if dominates(row, a)]
+
+
+def _record_seeds(monkeypatch) -> list[int]:
+    """The seed of every image the tiny pipeline generates from now on."""
+    seeds: list[int] = []
+    real = StableDiffusionPipeline.__call__
+
+    @functools.wraps(real)
+    def call(self, *args, generator=None, **kwargs):
+        gens = generator if isinstance(generator, list) else [generator]
+        seeds.extend(g.initial_seed() for g in gens if g is not None)
+        return real(self, *args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", call)
+    return seeds
 
 
 def test_report_shows_the_cost_model_and_forecast_calls(default_study, tmp_path):

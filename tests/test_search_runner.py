@@ -88,11 +88,35 @@ def test_trial_of_a_dead_worker_is_failed_and_retried():
     assert retry.user_attrs["anchor"] == "deepcache-N2-b0"
 
 
+SAMPLER_CLASSES = {"nsga2": optuna.samplers.NSGAIISampler, "nsga3": optuna.samplers.NSGAIIISampler,
+                   "tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
+                   "random": optuna.samplers.RandomSampler}
+
+
 @pytest.mark.parametrize("sampler", ["nsga3", "tpe", "gp"])
-def test_other_samplers_run(sampler):
+def test_other_samplers_run(sampler, monkeypatch):
+    """The sampler named is the one that picks every trial's parameters (not only that the trials complete)."""
     study = new_study(sampler)
-    run_until(study, FakeEvaluator(), ENC, 5 if sampler != "gp" else 3)
+    assert type(study.sampler) is SAMPLER_CLASSES[sampler]
+    asked = []
+    for method in ("sample_relative", "sample_independent"):
+        real = getattr(study.sampler, method)
+        monkeypatch.setattr(study.sampler, method, lambda *a, real=real, **k: (asked.append(a[1].number), real(*a, **k))[1])
+    n = 5 if sampler != "gp" else 3
+    run_until(study, FakeEvaluator(), ENC, n)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert set(asked) == {t.number for t in study.trials} and len(study.trials) == n
+
+
+def test_the_study_configuration_picks_the_sampler():
+    from datosearch.studies.study import sampler_for
+    from test_workers import _config
+
+    for name, cls in SAMPLER_CLASSES.items():
+        assert type(make_sampler(name, population=4)) is cls, name
+        config = _config()
+        config.sampler = name
+        assert type(sampler_for(config)) is cls, name
 
 
 def test_hypervolume_2d_and_3d():

@@ -42,12 +42,12 @@ BAD_NUMBERS = [
 
 @pytest.mark.parametrize("option,value", BAD_NUMBERS)
 def test_numeric_options_are_checked_up_front(option, value, tmp_path, capsys, monkeypatch):
-    from datosearch.studies import build
+    from datosearch import models
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the pipeline was loaded before the options were checked")
 
-    monkeypatch.setattr(build, "load_pipeline", no_loading)
+    monkeypatch.setattr(models, "load", no_loading)  # every loader (studies.build.load_pipeline) calls it
     db = tmp_path / "n.db"
     args = [a for a in TINY_ARGS if a != "--steps" and a != "3"]
     assert cli.main(["run", "--study", "n", "--storage", f"sqlite:///{db}", *args, option, value]) == 2
@@ -68,6 +68,7 @@ def test_apply_numeric_options(argv, tmp_path, capsys):
 
 
 def test_guidance_zero_is_used_not_replaced_by_the_default():
+    from datosearch.space.schedule import Schedule
     from datosearch.studies.apply import generation_settings
     from datosearch.studies.resolve import resolve
 
@@ -75,18 +76,19 @@ def test_guidance_zero_is_used_not_replaced_by_the_default():
         config, pipe = resolve({"model": "tiny", "images": 5, "steps": 2, "guidance": 0.0})
     assert config.guidance == 0.0 and config.steps == 2
     assert resolve({"model": "tiny", "images": 5, "steps": 2})[0].guidance == 7.5  # not given: the default
-    assert generation_settings({"steps": 4, "guidance": 0.0}, None, None, pipe) == (4, 0.0)  # stored 0 is used
-    assert generation_settings({"steps": 4, "guidance": 3.0}, None, 0.0, pipe) == (4, 0.0)  # given 0 wins
-    assert generation_settings({}, None, None, pipe) == (50, 7.5)
+    stored = Schedule.full(4, scheduler="ddim", steps=4, guidance=0.0)
+    assert generation_settings(stored, None, None, pipe) == ({"num_inference_steps": 4}, 0.0)  # stored 0 is used
+    assert generation_settings(stored.with_meta(guidance=3.0), None, 0.0, pipe) == ({"num_inference_steps": 4}, 0.0)
+    assert generation_settings(Schedule.full(4), None, None, pipe) == ({"num_inference_steps": 50}, 7.5)
 
 
 def test_resolution_of_a_fixed_size_model_is_refused(tmp_path, capsys):
     db = tmp_path / "r.db"
     with one_thread():
-        assert cli.main(["run", "--study", "r", "--storage", f"sqlite:///{db}", "--resolution", "33", "--images", "4",
+        assert cli.main(["run", "--study", "r", "--storage", f"sqlite:///{db}", "--resolution", "40", "--images", "4",
                          "--steps", "2", "--no-progress", "--no-outputs"]) == 2
     err = _one_sentence(capsys)
-    assert "generates 32x32 images only; --resolution 33 cannot be used" in err and not db.exists()
+    assert "generates 32x32 images only; --resolution 40 cannot be used" in err and not db.exists()
 
 
 def test_resolution_equal_to_the_fixed_size_is_accepted():

@@ -2,15 +2,20 @@
 
 Readers (another worker, optuna-dashboard, a browser) never see half a file, and a crash leaves
 either the old file or the new one. Used for schedules and exports (JSON), reports (HTML) and the
-reference-image cache (safetensors bytes).
+reference-image cache (safetensors bytes). `check_writable` tries an output path before any work is
+done, and `writing` turns an `OSError` met while writing a user's path into one sentence (exit 2).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputPathError
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes, *, mode: int = 0o644) -> Path:
@@ -32,16 +37,53 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, mode: int = 0o64
     return path
 
 
-def probe_writable(path: str | os.PathLike) -> None:
-    """Raise the `OSError` that writing `path` would meet (parent not a directory, no permission, `path` a
-    directory), before any work is done; creates parent directories and leaves no file behind."""
+def check_writable(path: str | os.PathLike, what: str, *, directory: bool = False) -> Path:
+    """Raise `OutputPathError` (one sentence: `what`, the path and the true reason) unless `path` can be
+    written: a file, or with `directory` a directory to write files into. It is tried (the missing
+    directories and a temporary file are created) and what the try made is removed again, so nothing is
+    left behind whether it succeeds or not. Returns the path."""
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(21, "Is a directory", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(tmp)
+    folder = path if directory else path.parent
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise OutputPathError(f"cannot write {what} to {path}: {blocker} is a file, not a directory")
+    if not directory and path.is_dir():
+        raise OutputPathError(f"cannot write {what} to {path}: it is a directory")
+    made: list[Path] = []
+    try:
+        for parent in reversed([folder, *folder.parents]):
+            if not parent.exists():
+                try:
+                    parent.mkdir()
+                except OSError as exc:
+                    raise OutputPathError(f"cannot write {what} to {path}: the directory {parent} cannot be created "
+                                          f"({exc.strerror or exc})") from exc
+                made.append(parent)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise OutputPathError(f"cannot write {what} to {path}: no file can be created in {folder} "
+                                  f"({exc.strerror or exc})") from exc
+        os.close(fd)
+        os.unlink(tmp)
+    finally:
+        for parent in reversed(made):
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+    return path
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn an `OSError` raised while writing `what` to `path` (disk full, no permission, a directory that
+    cannot be created) into `OutputPathError`: one sentence naming the path and the system's reason."""
+    try:
+        yield
+    except OutputPathError:
+        raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise OutputPathError(f"cannot write {what} to {path}: {exc.strerror or exc}{where}") from exc
 
 
 def publish_atomic(out_dir: str | os.PathLike, files: list[tuple[str, str | bytes]]) -> list[Path]:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from .space.schedule import ScheduleError
 from .errors import DatosearchError, SearchIncompleteError, UserValueError
+from .options import export_dir, report_path
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
@@ -171,7 +172,7 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
         if bar:
             bar.close()
     if not args.no_outputs:
-        _outputs(study, args.study, url, run.pipe, getattr(args, "heldout", 0) or 0)
+        _outputs(study, args, url, run.pipe, getattr(args, "heldout", 0) or 0)
     return 0
 
 
@@ -201,14 +202,14 @@ def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None 
                                           rounds or TIMING_ROUNDS, REFINE_FACTOR if refine else 0)
 
 
-def _outputs(study: Any, name: str, url: str, pipe: Any = None, heldout: int = 0) -> None:
+def _outputs(study: Any, args: argparse.Namespace, url: str, pipe: Any = None, heldout: int = 0) -> None:
     from .studies import export_front, format_table, pareto_front
 
     print(format_table(study, pareto_front(study)))
-    index = export_front(study, Path("exports") / name, _heldout(study, url, pipe, heldout, RUN_TIMING_ROUNDS, refine=False))
+    index = export_front(study, export_dir(args), _heldout(study, url, pipe, heldout, RUN_TIMING_ROUNDS, refine=False))
     print(f"exported {index}")
     _print_heldout(index)
-    print(_write_report(study, Path("reports") / f"{name}.html", url, pipe, export_dir=index.parent))
+    print(_write_report(study, report_path(args), url, pipe, export_dir=index.parent))
 
 
 @command("run", "create or continue a study and search schedules", _run_args)
@@ -247,7 +248,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.heldout:
         _set_threads(args)
         _, pipe = resolve({}, stored_config(study))
-    index = export_front(study, args.out or Path("exports") / args.study, _heldout(study, url, pipe, args.heldout))
+    index = export_front(study, export_dir(args), _heldout(study, url, pipe, args.heldout))
     print(index)
     _print_heldout(index)
     return 0
@@ -289,8 +290,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .studies import open_study
 
     study = open_study(_url(args), args.study)
-    print(_write_report(study, Path(args.out or Path("reports") / f"{args.study}.html"), _url(args),
-                        pictures=args.pictures, export_dir=Path(args.export or Path("exports") / args.study)))
+    print(_write_report(study, report_path(args), _url(args), pictures=args.pictures,
+                        export_dir=Path(args.export or Path("exports") / args.study)))
     return 0
 
 
@@ -330,13 +331,42 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ entry point
 def parser() -> argparse.ArgumentParser:
+    from .options import annotate_bounds
+
     p = argparse.ArgumentParser(prog="datosearch", description="Search DaTo acceleration schedules for diffusers U-Nets.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, handler, help) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
         add_arguments(sp)
         sp.set_defaults(func=handler)
+        annotate_bounds(sp)
     return p
+
+
+def check_input(args: argparse.Namespace) -> None:
+    """Raise a `DatosearchError` (one sentence, exit 2) for the first bad input, before anything is loaded or
+    written: an option out of range; a path the command would write that cannot be written (each is tried:
+    no `OSError` from a path the user gave reaches the internal-error branch); a study database that is
+    not an intact SQLite file."""
+    from .atomic import check_writable
+    from .options import check_options
+    from .studies.storage import check_database, journal_path, sqlite_path, study_dir
+
+    check_options(vars(args))
+    url = _url(args) if getattr(args, "study", None) else None
+    search = args.command in ("run", "resume", "worker")
+    outputs = args.command in ("run", "resume") and not args.no_outputs
+    db = url and (sqlite_path(url) or journal_path(url))
+    writes = [(db, "the study database", False)] if search and db else []
+    if search or (args.command == "export" and args.heldout):
+        writes.append((study_dir(url, args.study), "the study's reference images", True))
+    writes += [(export_dir(args), "the export", True)] if args.command == "export" or outputs else []
+    writes += [(report_path(args), "the report", False)] if args.command == "report" or outputs else []
+    writes += [(Path(args.out), "the images", True)] if args.command == "apply" else []
+    for path, what, directory in writes:
+        check_writable(path, what, directory=directory)
+    if url is not None:
+        check_database(url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,10 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from .options import check_options
-
     try:
-        check_options(vars(args))  # numeric options in range before anything is loaded or written
+        check_input(args)  # options in range, outputs writable, the database intact: before any work
         return args.func(args)
     except (DatosearchError, ScheduleError) as exc:  # the user's own input: one sentence
         print(f"datosearch: error: {exc}", file=sys.stderr)

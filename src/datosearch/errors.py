@@ -1,7 +1,8 @@
 """Exception types that separate the user's bad input from datosearch's own failures.
 
 `DatosearchError` is the base of every error caused by what the user gave (an option, a file, a
-study name, a storage URL): the CLI prints its message in one sentence and exits with status 2.
+study name, a storage URL, an output path that cannot be written): the CLI prints its message in one
+sentence and exits with status 2.
 Anything else escaping a command is an internal error: the CLI prints the traceback and exits 1.
 `SearchIncompleteError` (exit 3) is a search that stopped short of its budget because its
 candidates kept failing.
@@ -28,3 +29,7 @@ class SearchIncompleteError(RuntimeError):
     def __init__(self, message: str, failed: int, trials: int, reason: str | None) -> None:
         super().__init__(message)
         self.failed, self.trials, self.reason = failed, trials, reason
+
+
+class OutputPathError(UserValueError, OSError):
+    """An output path (file or directory) that cannot be written; the message names it and the true reason."""

@@ -30,7 +30,7 @@ def load(name: str = "embedded", device: str | torch.device = "cpu", dtype: torc
 
     local = Path(name).expanduser().is_dir()
     try:
-        pipe = DiffusionPipeline.from_pretrained(name, torch_dtype=dtype, local_files_only=local)
+        pipe = DiffusionPipeline.from_pretrained(name, dtype=dtype, local_files_only=local)  # torch_dtype: deprecated
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
         raise UserValueError(f"cannot load pipeline {name!r}: it is neither 'embedded', 'tiny', a local diffusers "
                          f"directory nor a model available offline ({type(exc).__name__}: {exc})") from exc

@@ -17,8 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ..atomic import probe_writable, write_atomic
-from ..errors import UserValueError
+from ..atomic import check_writable, write_atomic, writing
 from ..search.attrs import ANCHOR_ATTR, SPEEDUP_ATTR
 from ..space.schedule import Schedule
 from .export import build_export, stored_heldout
@@ -116,14 +115,8 @@ def _entry_note(e: FrontEntry) -> str:
 
 def write_report(study: optuna.Study, path: str | Path, **options: Any) -> Path:
     """Render (`render_report`, same options) and write the report atomically. An output path that cannot
-    be written is a `UserValueError`, raised before any work and leaving no temporary file."""
-    path = Path(path)
-    try:
-        probe_writable(path)
-    except OSError as exc:
-        raise UserValueError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
+    be written is an `OutputPathError` (a `UserValueError`), raised before any work and leaving nothing behind."""
+    path = check_writable(path, "the report")
     page = render_report(study, **options)
-    try:
+    with writing(path, "the report"):
         return write_atomic(path, page)
-    except OSError as exc:
-        raise UserValueError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc

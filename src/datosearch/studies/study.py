@@ -14,7 +14,7 @@ from ..space.encoding import make_encoding
 from ..space.schedule import Schedule
 from ..search.attrs import ANCHORS_SKIPPED_ATTR, BUDGET_ATTR, CONFIG_ATTR
 from .config import StudyConfig, StudyConfigError
-from .storage import open_storage, sqlite_path, study_names
+from .storage import NoDatabaseError, open_storage, sqlite_path, study_names
 
 
 class StudyNotFoundError(UserValueError):
@@ -41,11 +41,12 @@ def stored_config(study: optuna.Study) -> StudyConfig:
 
 
 def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-    """Load an existing study without creating anything (a missing SQLite file is an error)."""
-    db = sqlite_path(url)
-    if db is not None and not db.exists():
-        raise StudyNotFoundError(f"no study database at {db} (storage {url}); start one with `datosearch run --study {name}`")
-    storage = open_storage(url)
+    """Load an existing study without creating or writing a database (a missing or empty SQLite or journal
+    file, or one without Optuna's tables, is an error and stays as it was)."""
+    try:
+        storage = open_storage(url, create=False)
+    except NoDatabaseError as exc:
+        raise StudyNotFoundError(f"{exc}; start one with `datosearch run --study {name}`") from None
     if name not in study_names(storage):
         raise StudyNotFoundError(f"no study named {name!r} in {url}")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
