@@ -48,12 +48,12 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-IMAGES_WHY = (f"the images are held in memory as float32 ({MAX_IMAGES:,} at 512x512 px take 63 GB) and every "
-              "candidate generates them all")
+IMAGES_WHY = (f"every candidate generates them all and they are held in memory as float32: {MAX_IMAGES:,} at "
+              "512x512 px take 63 GB")
 BATCH_WHY = f"more than {MAX_BATCH} images in one pipeline call exceed any accelerator's memory at Stable Diffusion sizes"
 CALLS_WHY = f"a trajectory has at most {MAX_CALLS} U-Net calls ({MAX_STEPS} steps; PNDM makes one more)"
-HELDOUT_WHY = (f"the images are held in memory as float32 ({MAX_IMAGES:,} at 512x512 px take 63 GB) and every "
-               "exported schedule and anchor generates them all")
+HELDOUT_WHY = (f"every exported schedule and anchor generates them all and they are held in memory as float32: "
+               f"{MAX_IMAGES:,} at 512x512 px take 63 GB")
 TIMING_WHY = "each is one more full generation per candidate; the median settles long before 100"
 
 # option (argparse dest) -> its bounds
