@@ -18,9 +18,9 @@ from datosearch.search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR, LATENCY_ATTR, S
 from datosearch.studies.front import trial_schedule
 from datosearch.studies.heldout import dominates
 from datosearch.studies.study import stored_config
-from datosearch.studies.verify import TIMING_ROUNDS
 from search_helpers import cli_study, one_thread
 
+ROUNDS = 2  # timing rounds of the held-out check (`export --timing-rounds`): the rows, not the timing, are tested
 ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4", "--no-progress"]
 
 
@@ -65,7 +65,8 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
     seeds = _record_seeds(monkeypatch)
     with one_thread():
         capsys.readouterr()
-        assert cli.main(["export", "--study", "d", "--storage", url, "--heldout", "6"]) == 0
+        assert cli.main(["export", "--study", "d", "--storage", url, "--heldout", "6",
+                         "--timing-rounds", str(ROUNDS)]) == 0
     assert "held-out: 6 images (seeds 777000+)" in capsys.readouterr().out
     # every image the export generated (converged reference, full compute, each schedule, every timing round)
     # had a held-out seed, and all six were used; none is a calibration seed of the study
@@ -78,10 +79,12 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
     assert full["psnr_fullcompute"] == PSNR_CAP_DB and 0.5 < full["speedup_vs_fullcompute"] < 2
     for row in [e["heldout"] for e in index["entries"]] + anchors:
         low, high = row["speedup_range"]
-        assert low <= row["speedup_vs_fullcompute"] <= high and row["timing_rounds"] >= TIMING_ROUNDS
+        assert low <= row["speedup_vs_fullcompute"] <= high and row["timing_rounds"] >= ROUNDS
         assert row["unet_calls"] == row["full"] + row["shallow"] + row["reuse"]  # the plan ran, call by call
         assert row["unet_computed"] == row["full"] + row["shallow"] and row["n_images"] == 6
         assert 0 < row["psnr_converged"] < PSNR_CAP_DB and math.isfinite(row["psnr_converged"])
+    rows = [e["heldout"] for e in index["entries"]] + anchors
+    assert min(r["timing_rounds"] for r in rows) == ROUNDS  # --timing-rounds reached the check
     for entry in index["entries"]:
         row = entry["heldout"]
         assert row["beats"] == [a["name"] for a in anchors if dominates(row, a)]
@@ -108,6 +111,6 @@ def test_report_shows_the_cost_model_and_forecast_calls(default_study, tmp_path)
     study, _, _ = default_study
     table = cost_model_table(study)
     assert "Latency cost model" in table and "R² " in table and "full" in table
-    page = write_report(study, tmp_path / "r.html").read_text()
+    page = write_report(study, tmp_path / "r.html", pictures=0).read_text()  # pictures: tests/test_report.py
     assert table in page
     assert cost_model_table(optuna.create_study()) == ""  # a study without one shows nothing

@@ -79,6 +79,7 @@ BOUNDS: dict[str, Bound] = {
                                   f"{MAX_TRIALS:,}"),
     "guidance": Bound(0.0, 100.0, "guidance scales in use stay below 30; far above, images saturate", integer=False),
     "heldout": Bound(0, MAX_IMAGES, HELDOUT_WHY),
+    "timing_rounds": Bound(1, 100, TIMING_WHY),
     "pictures": Bound(0, 100, "each picture is embedded in the report page; more than 100 per schedule make it "
                               "too large to open"),
     "stale_after": Bound(0, 30 * 86_400, "a trial running for 30 days is stale whatever its worker does",
