@@ -74,8 +74,10 @@ def _check_sqlite_file(db: Path, url: str) -> bool:
 def _intact_tables(db: Path, url: str) -> bool:
     """Whether the SQLite file `db` holds Optuna's `studies` table, after SQLite's own consistency check
     (`PRAGMA quick_check`, which reads every page): a damaged file is refused before anything writes to
-    it. Reads only; the connection is closed, so no -wal/-shm file is left."""
-    conn = sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S)
+    it. Reads only the main file, through a read-only, immutable connection: it creates no -wal/-shm file,
+    and closing a read-write one would checkpoint the file and leave this process's open study
+    connections reading a stale snapshot (other workers' trials unseen)."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=SQLITE_TIMEOUT_S)
     try:
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
         if problems == ["ok"]:
