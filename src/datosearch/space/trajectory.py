@@ -140,7 +140,7 @@ class Trajectory:
         return len(self.set_timesteps(self.build(base_config)).timesteps)
 
     def label(self) -> str:
-        """'UniPC 8 steps', 'DPM-Solver++ 12 steps, tuned timesteps'."""
+        """'UniPC 8 steps', 'DPM-Solver++ 7 steps, explicit timesteps', with any config options."""
         name = LABELS.get(self.scheduler, self.scheduler)
         extra = ", explicit timesteps" if self.timesteps else ", explicit sigmas" if self.sigmas else ""
         options = ", ".join(f"{k}={v}" for k, v in self.config.items())
