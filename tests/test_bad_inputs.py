@@ -184,6 +184,21 @@ def test_the_good_database_is_read_without_a_change(workdir, capsys):
     assert DB.read_bytes() == before and (not wal.exists() or wal.stat().st_size == 0)
 
 
+def test_a_study_in_use_is_found_while_its_tables_are_still_in_the_wal(tmp_path):
+    """The storage check reads through SQLite's locks while a database is open elsewhere: a study made
+    while another connection held the file lives in the WAL until a checkpoint, not yet in the main file."""
+    db = tmp_path / "s.db"
+    other = sqlite3.connect(db)  # optuna-dashboard, say: open before the study is made, so nothing checkpoints
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("CREATE TABLE other (x)")
+    other.commit()
+    try:
+        studies.create(f"sqlite:///{db}", "s", _config())
+        assert studies.open_study(f"sqlite:///{db}", "s").study_name == "s"
+    finally:
+        other.close()
+
+
 def test_a_missing_model_directory_is_the_sentence_alone(tmp_path):
     """In a subprocess: a library's warning printed before the sentence is seen only there."""
     proc = subprocess.run([sys.executable, "-m", "datosearch.cli", "run", "--study", "m", "--model", "/nonexistent",

@@ -74,10 +74,14 @@ def _check_sqlite_file(db: Path, url: str) -> bool:
 def _intact_tables(db: Path, url: str) -> bool:
     """Whether the SQLite file `db` holds Optuna's `studies` table, after SQLite's own consistency check
     (`PRAGMA quick_check`, which reads every page): a damaged file is refused before anything writes to
-    it. Reads only the main file, through a read-only, immutable connection: it creates no -wal/-shm file,
-    and closing a read-write one would checkpoint the file and leave this process's open study
-    connections reading a stale snapshot (other workers' trials unseen)."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=SQLITE_TIMEOUT_S)
+    it. Read-only, creating no -wal/-shm file: a read-write connection would checkpoint the file on closing
+    and leave this process's open study connections reading a stale snapshot (other workers' trials
+    unseen). While the database is in use (its -wal and -shm files exist) the read takes SQLite's locks and
+    sees the WAL (an immutable read would miss its pages, tables created there included, and could meet
+    a checkpoint half done); otherwise nobody has it open and it is read as immutable."""
+    in_use = all(db.with_name(db.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    mode = "mode=ro" if in_use else "mode=ro&immutable=1"
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?{mode}", uri=True, timeout=SQLITE_TIMEOUT_S)
     try:
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
         if problems == ["ok"]:
