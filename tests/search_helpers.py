@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import pytest
 import torch
 
 from fake_worker import FakeEvaluator  # noqa: F401  (bench/fake_worker.py, on sys.path by conftest.py)
@@ -26,6 +27,18 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def quick_tuning() -> Iterator[None]:
+    """Tuned anchors from one warp start and one descent pass (tests/test_tuning.py covers the full search):
+    a study on the tiny model still enqueues them, at a third of the cost."""
+    from datosearch.studies import tuning
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tuning, "GRID", tuning.GRID[:1])
+        patch.setattr(tuning, "PASSES", tuning.PASSES[:1])
+        yield
 
 
 def cli_study(root: Path, name: str, trials: int, args: Sequence[str] = TINY_ARGS) -> str:

@@ -208,3 +208,29 @@ def test_a_missing_model_directory_is_the_sentence_alone(tmp_path):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("datosearch: error: cannot load pipeline '/nonexistent'"), lines
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_while_apply_saves_images_is_one_sentence(tmp_path, monkeypatch, capsys):
+    """The images are written atomically: a full disk at the second image is exit 2 with the path and the
+    system's reason, the first image stays whole and no temporary file is left."""
+    import errno
+
+    from datosearch import atomic
+
+    monkeypatch.chdir(tmp_path)
+    io.save(Schedule.full(4, model="tiny"), "s.json")
+    real, written = os.replace, []
+
+    def replace(src, dst):
+        if written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    code = cli.main(["apply", "--schedule", "s.json", "--prompt", "a", "--prompt", "b", "--steps", "3",
+                     "--out", "img"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") <= 2 and "Traceback" not in err, err
+    assert "cannot write images to img: No space left on device" in err
+    assert sorted(p.name for p in Path("img").iterdir()) == ["image_000.png"]

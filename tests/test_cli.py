@@ -1,6 +1,7 @@
 """The CLI: help, one-sentence errors with exit 2 and no DB written, SIGKILL then resume."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +26,18 @@ def test_help(command, capsys):
         cli.main([command, "--help"])
     assert exc.value.code == 0
     assert "--study" in capsys.readouterr().out or command == "apply"
+
+
+def test_run_help_states_the_defaults_a_new_study_gets(capsys):
+    from datosearch.studies.resolve import DEFAULTS
+
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, key in [("--images", "images"), ("--steps", "steps"), ("--batch-size", "batch_size"),
+                      ("--latency-warmup", "latency_warmup"), ("--population", "population")]:
+        stated = re.search(re.escape(flag) + r" \S+ [^-]*?\(default (\w+)", text)
+        assert stated and stated.group(1) == str(DEFAULTS[key]), (flag, stated and stated.group(0))
 
 
 def test_commands_registry():

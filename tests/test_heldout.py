@@ -18,6 +18,11 @@ from datosearch.studies.build import default_prompts
 N_IMAGES, STEPS = 4, 10  # PNDM: 11 U-Net calls
 
 
+def _protocol(n: int) -> tuple[list[str], list[int]]:
+    protocol = ho.HeldoutProtocol(n)
+    return protocol.prompts, protocol.seeds
+
+
 @pytest.fixture(scope="module")
 def pipe():
     torch.set_num_threads(1)
@@ -28,7 +33,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def converged(pipe):
-    prompts, seeds = ho.heldout_prompts(N_IMAGES)
+    prompts, seeds = _protocol(N_IMAGES)
     return ho.converged_reference(pipe, prompts, seeds, steps=STEPS, check=2)
 
 
@@ -44,7 +49,7 @@ def rows(pipe, converged):
 
 # ----------------------------------------------------------------------------- seeds and prompts
 def test_heldout_seeds_are_disjoint_from_calibration_seeds():
-    prompts, seeds = ho.heldout_prompts(200)
+    prompts, seeds = _protocol(200)
     _, calib_seeds = default_prompts(10_000)
     assert not set(seeds) & set(calib_seeds)
     assert seeds[0] == ho.HELDOUT_SEED0 and len(set(seeds)) == 200
@@ -52,7 +57,7 @@ def test_heldout_seeds_are_disjoint_from_calibration_seeds():
 
 
 def test_heldout_calibration_uses_pipeline_defaults(pipe):
-    calib = ho.heldout_calibration(pipe, 3)
+    calib = ho.HeldoutProtocol(3).calibration(pipe)
     assert calib.seeds == [777000, 777001, 777002]
     assert calib.steps == 50 and calib.guidance == pytest.approx(1.5) and calib.height == 32
 
@@ -93,7 +98,7 @@ def test_converged_reference_reports_its_check_and_caches(pipe, converged, tmp_p
     assert converged.scheduler == "DPMSolverMultistepScheduler" and converged.images.shape == (N_IMAGES, 1, 32, 32)
     assert converged.check_images == 2 and converged.check_steps == 2 * STEPS
     assert 20 < converged.check_psnr_db < 100
-    prompts, seeds = ho.heldout_prompts(2)
+    prompts, seeds = _protocol(2)
     first = ho.converged_reference(pipe, prompts, seeds, steps=4, check=0, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("reference-*.safetensors"))) == 1
     again = ho.converged_reference(pipe, prompts, seeds, steps=4, check=0, cache_dir=tmp_path)
@@ -104,7 +109,7 @@ def test_converged_reference_is_converged_and_leaves_the_pipeline_alone(pipe):
     """100 vs 200 DPM-Solver++ steps agree closely (linspace timesteps: the embedded config says "leading",
     under which 100 and 200 steps start at t=990 and t=995 and agree to only ~43 dB)."""
     own = pipe.scheduler
-    prompts, seeds = ho.heldout_prompts(2)
+    prompts, seeds = _protocol(2)
     ref = ho.converged_reference(pipe, prompts, seeds, check=2)
     assert pipe.scheduler is own and own.config.timestep_spacing == "leading"
     assert ref.steps == 100 and ref.check_steps == 200 and ref.check_psnr_db > 55

@@ -15,10 +15,11 @@ from datosearch import cli
 from datosearch.objectives.costmodel import CostModel
 from datosearch.objectives.paired import PSNR_CAP_DB
 from datosearch.search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR, LATENCY_ATTR, SPEEDUP_ATTR
+from datosearch.studies import verify
 from datosearch.studies.front import trial_schedule
 from datosearch.studies.heldout import dominates
 from datosearch.studies.study import stored_config
-from search_helpers import cli_study, one_thread
+from search_helpers import cli_study, one_thread, quick_tuning
 
 ROUNDS = 2  # timing rounds of the held-out check (`export --timing-rounds`): the rows, not the timing, are tested
 ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4", "--no-progress"]
@@ -27,7 +28,8 @@ ARGS = ["--model", "tiny", "--images", "5", "--steps", "6", "--population", "4",
 @pytest.fixture(scope="module")
 def default_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("launch")
-    url = cli_study(root, "d", 30, ARGS)
+    with quick_tuning():
+        url = cli_study(root, "d", 30, ARGS)
     return optuna.load_study(study_name="d", storage=url), url, root
 
 
@@ -62,6 +64,7 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
                          "--no-progress"]) == 0
     assert optuna.load_study(study_name="d", storage=url).user_attrs[COSTMODEL_ATTR] == stored  # not recalibrated
     monkeypatch.chdir(root)
+    monkeypatch.setattr(verify, "CONVERGENCE_CHECK_IMAGES", 2)  # the reference's 200-step check: 2 of the 6 images
     seeds = _record_seeds(monkeypatch)
     with one_thread():
         capsys.readouterr()
@@ -74,6 +77,7 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
     index = json.loads((root / "exports" / "d" / "index.json").read_text())
     assert index["heldout"]["n_images"] == 6 and index["heldout"]["seed0"] == 777000
     assert index["heldout"]["reference"]["steps"] == 100 and index["heldout"]["anchors"]
+    assert index["heldout"]["reference"]["check"]["images"] == 2
     anchors = index["heldout"]["anchors"]
     full = next(a for a in anchors if a["name"] == "full")  # full compute through the hooks: the same images
     assert full["psnr_fullcompute"] == PSNR_CAP_DB and 0.5 < full["speedup_vs_fullcompute"] < 2

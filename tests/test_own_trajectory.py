@@ -14,14 +14,15 @@ from datosearch.space.trajectory import Trajectory
 from datosearch.studies.front import front_trials, trial_schedule
 from datosearch.studies.report import write_report
 from datosearch.studies.verify import anchor_schedules_of
-from search_helpers import TINY_ARGS, cli_study, one_thread
+from search_helpers import TINY_ARGS, cli_study, one_thread, quick_tuning
 
 ARGS = [*TINY_ARGS[:TINY_ARGS.index("--steps")], "--steps", "6", *TINY_ARGS[TINY_ARGS.index("--steps") + 2:]]
 OWN = Trajectory("PNDMScheduler", 6)
 
 
 def test_no_search_steps_exports_only_its_own_trajectory(tmp_path, monkeypatch, capsys):
-    url = cli_study(tmp_path, "own", 24, ARGS)
+    with quick_tuning():
+        url = cli_study(tmp_path, "own", 24, ARGS)
     study = optuna.load_study(study_name="own", storage=url)
     others = [t for t in study.trials if t.user_attrs.get(ANCHOR_ATTR) and trial_schedule(t).trajectory not in (None, OWN)]
     assert {t.user_attrs[ANCHOR_ATTR] for t in others} >= {"unipc-5", "dpmpp2m-5", "pndm-5"}

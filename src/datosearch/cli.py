@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .space.schedule import ScheduleError
 from .errors import DatosearchError, SearchIncompleteError, UserValueError
-from .options import export_dir, report_path
+from .options import DEFAULTS, export_dir, report_path
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
@@ -62,8 +62,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study configuration (stored in the study; a resume must match it)")
     g.add_argument("--model", help="'embedded' (default), 'tiny', a local diffusers directory or a cached hub id")
     g.add_argument("--prompt", dest="prompts", action="append", help="calibration prompt (repeatable; cycled)")
-    g.add_argument("--images", type=int, help="number of calibration images (default 12), seeds 0..N-1")
-    g.add_argument("--steps", type=int, help="inference steps (default 10)")
+    g.add_argument("--images", type=int, help=f"number of calibration images (default {DEFAULTS['images']}), seeds 0..N-1")
+    g.add_argument("--steps", type=int, help=f"inference steps (default {DEFAULTS['steps']})")
     g.add_argument("--scheduler", help="ddim, pndm, euler, dpm or a diffusers scheduler class (default: the model's)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
@@ -81,13 +81,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
     g.add_argument("--threads", type=int, help="torch CPU threads (default 1 on CPU; part of the recorded device name)")
-    g.add_argument("--batch-size", type=int, help="images per pipeline call (default 8)")
-    g.add_argument("--latency-images", type=int, help="images per timed generation (default 1)")
-    g.add_argument("--latency-warmup", type=int)
-    g.add_argument("--latency-repeats", type=int, help="timed repeats, the median is used (default 3)")
-    g.add_argument("--sampler", choices=["nsga2", "nsga3", "tpe", "gp", "random"], help="default nsga2")
-    g.add_argument("--population", type=int, help="NSGA population size (default 8)")
-    g.add_argument("--seed", dest="sampler_seed", type=int, help="sampler seed (default 0)")
+    g.add_argument("--batch-size", type=int, help=f"images per pipeline call (default {DEFAULTS['batch_size']})")
+    g.add_argument("--latency-images", type=int,
+                   help=f"images per timed generation (default {DEFAULTS['latency_images']})")
+    g.add_argument("--latency-warmup", type=int,
+                   help=f"untimed generations before timing (default {DEFAULTS['latency_warmup']})")
+    g.add_argument("--latency-repeats", type=int,
+                   help=f"timed repeats, the median is used (default {DEFAULTS['latency_repeats']})")
+    g.add_argument("--sampler", choices=["nsga2", "nsga3", "tpe", "gp", "random"], help=f"default {DEFAULTS['sampler']}")
+    g.add_argument("--population", type=int, help=f"NSGA population size (default {DEFAULTS['population']})")
+    g.add_argument("--seed", dest="sampler_seed", type=int, help=f"sampler seed (default {DEFAULTS['sampler_seed']})")
     g.add_argument("--encoding", dest="encoding_kind", choices=["structured", "calls", "intervals"],
                    help="cache-plan genes (default structured: full-call count and placement, per-phase action "
                         "and forecast; calls: one gene per U-Net call)")
@@ -98,7 +101,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--call-scale", action="store_const", const=True, help="search a per-call pruning multiplier too")
     g.add_argument("--max-nonfull-run", type=int, help="constraint: most consecutive non-full calls (default 5 for "
                                                          "the calls and intervals encodings, none for structured)")
-    g.add_argument("--min-full", type=int, help="constraint: fewest full calls (default 1)")
+    g.add_argument("--min-full", type=int, help=f"constraint: fewest full calls (default {DEFAULTS['min_full']})")
 
 
 def _worker_common(p: argparse.ArgumentParser) -> None:

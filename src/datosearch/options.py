@@ -27,6 +27,11 @@ MAX_CALLS = MAX_STEPS + 1  # PNDM/PLMS make one U-Net call more than their steps
 MAX_IMAGES = 20_000
 MAX_TRIALS = 100_000
 MAX_BATCH = 256
+# a new study's settings where the command line gives none (`studies.resolve`); `--help` states them from here
+DEFAULTS: dict[str, Any] = dict(model="embedded", images=24, steps=50, dtype="float32", batch_size=24,
+                                latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
+                                population=8, sampler_seed=0, encoding_kind="structured", min_full=1,
+                                reference="converged", latency_mode="model")
 
 
 @dataclass(frozen=True)

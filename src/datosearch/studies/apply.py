@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import dato
+from ..atomic import write_atomic, writing
 from ..space.io import load
 from ..space.schedule import Schedule
 from ..search.evaluator import accepts_size
@@ -50,10 +52,10 @@ def generate_with_schedule(schedule_file: str, index: int | None, prompts: list[
             images = pipe(prompts, guidance_scale=guidance, generator=gens, output_type="pil", **call, **kwargs).images
     finally:
         handle.remove()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        paths.append(out / f"image_{i:03d}.png")
-        image.save(paths[-1])
+    paths = [Path(out_dir) / f"image_{i:03d}.png" for i in range(len(images))]
+    with writing(out_dir, "images"):  # a disk that fills up is the user's sentence, not an internal error
+        for path, image in zip(paths, images):
+            png = io.BytesIO()
+            image.save(png, format="PNG")
+            write_atomic(path, png.getvalue())
     return paths

@@ -62,18 +62,6 @@ CLOSE_BAND = 1.08
 REFINE_FACTOR = 2
 
 
-def heldout_prompts(n: int, seed0: int = HELDOUT_SEED0) -> tuple[list[str], list[int]]:
-    """The prompts and seeds of `HeldoutProtocol(n, seed0)`."""
-    protocol = HeldoutProtocol(n, seed0)
-    return protocol.prompts, protocol.seeds
-
-
-def heldout_calibration(pipe: Any, n: int, steps: int | None = None, guidance: float | None = None,
-                        batch_size: int = 20, seed0: int = HELDOUT_SEED0) -> Calibration:
-    """`HeldoutProtocol(n, seed0).calibration(...)`: the held-out prompts/seeds at the pipeline's resolution."""
-    return HeldoutProtocol(n, seed0).calibration(pipe, steps, guidance, batch_size)
-
-
 def _cached(cache_dir: str | Path | None, compute: Callable[[], torch.Tensor], **key: Any) -> torch.Tensor:
     """`compute()` once, stored under `cache_dir` by `reference_key(**key)` (no cache_dir: not stored)."""
     if cache_dir is None:
@@ -192,7 +180,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     (`close_calls`) are timed `refine_factor` x `repeats` more rounds.
     """
     log = log or (lambda _: None)
-    calib = heldout_calibration(pipe, n_images, steps, guidance, batch_size)
+    calib = HeldoutProtocol(n_images).calibration(pipe, steps, guidance, batch_size)
     device = pipe.device
     hardware = obj.device_name(device)
     if converged is None:
@@ -354,5 +342,6 @@ def beaten_anchors(row: dict[str, Any], anchors: Sequence[dict[str, Any]]) -> li
 
 
 __all__ = ["CHECK_IMAGES", "FID_MARGIN", "FID_SLACK", "HELDOUT_SEED0", "PSNR_MARGIN_DB", "SPEED_TOLERANCE", "ConvergedReference",
-           "beaten_anchors", "converged_reference", "count_calls", "dominates", "heldout_calibration",
-           "heldout_prompts", "converged_fid", "real_fid", "score_heldout"]
+           "HeldoutProtocol",
+           "beaten_anchors", "converged_reference", "count_calls", "dominates",
+           "converged_fid", "real_fid", "score_heldout"]

@@ -11,16 +11,13 @@ from typing import Any
 import torch
 
 from ..errors import UserValueError
+from ..options import DEFAULTS
 from ..objectives import device_name
 from ..search.evaluator import accepts_size
 from ..space.trajectory import set_scheduler
 from .build import default_encoding, default_guidance, trajectories, default_prompts, default_resolution, load_pipeline
 from .config import StudyConfig
 
-DEFAULTS: dict[str, Any] = dict(model="embedded", images=24, steps=50, dtype="float32", batch_size=24,
-                                latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
-                                population=8, sampler_seed=0, encoding_kind="structured", min_full=1,
-                                reference="converged", latency_mode="model")
 # The per-call genome needs a bound on runs of non-full calls; the structured one places full calls itself.
 MAX_NONFULL_RUN = {"calls": 5, "intervals": 5}
 ENCODING_OPTIONS = {"encoding_kind": "kind", "branches": "branches", "call_scale": "call_scale",

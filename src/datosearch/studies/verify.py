@@ -62,8 +62,8 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
     """Score `named` schedules and the `anchors` on held-out images in one run (one timing session);
     `front` rows (same order as `named`) carry `beats`: the anchors each dominates. Close calls get
     `refine_factor` x `rounds` more timing rounds (`heldout.close_calls`; 0: none)."""
-    prompts, seeds = ho.heldout_prompts(n_images)
-    converged = ho.converged_reference(pipe, prompts, seeds, guidance=config.guidance, check=CONVERGENCE_CHECK_IMAGES,
+    protocol = ho.HeldoutProtocol(n_images)
+    converged = ho.converged_reference(pipe, protocol.prompts, protocol.seeds, guidance=config.guidance, check=CONVERGENCE_CHECK_IMAGES,
                                        cache_dir=cache_dir, model=config.model)
     everything = [*named, *anchors]
     unique: dict[str, tuple[str, Schedule]] = {}  # a front member that is also an anchor is generated and timed once
