@@ -20,7 +20,7 @@ from datosearch import cli, models
 from datosearch.search.evaluator import Evaluator
 from datosearch.space import io
 from datosearch.space.schedule import FULL, REUSE, Forecast, Schedule
-from datosearch.space.trajectory import Trajectory
+from datosearch.space.trajectory import Trajectory, warp_timesteps
 from datosearch.studies import apply as cli_apply
 from datosearch.studies.heldout import count_calls
 from datosearch.studies.protocol import HeldoutProtocol
@@ -37,25 +37,32 @@ def pipe():
     torch.set_num_threads(threads)
 
 
-def default_study_schedule() -> Schedule:
-    """What the default study exports at 5 full calls: UniPC 8 steps, full at 0 2 4 6 7, forecast reuse between."""
+def default_study_schedule(trajectory: Trajectory = UNIPC_8) -> Schedule:
+    """What the default study exports at 5 full calls: UniPC 8 steps, full at 0 2 4 6 7, forecast reuse between
+    (on another 8-step `trajectory` if given)."""
     full = {0, 2, 4, 6, 7}
     cache = [FULL if t in full else REUSE for t in range(8)]
     forecast = {t: Forecast(2) for t in range(8) if t not in full}
     return Schedule(cache, meta={"model": "embedded", "guidance": 1.5, "name": "unipc-8-f5"}, forecast=forecast,
-                    trajectory=UNIPC_8)
+                    trajectory=trajectory)
 
 
-def test_readme_example_equals_cli_apply_and_the_heldout_check(pipe, tmp_path, monkeypatch):
+# DPM-Solver++ 2M at 8 timesteps bent toward low noise, as the timestep genes place them (issue 30)
+WARPED_8 = Trajectory("DPMSolverMultistepScheduler", 8, timesteps=warp_timesteps(8, 0.9, 1.7, 1000))
+
+
+@pytest.mark.parametrize("trajectory", [UNIPC_8, WARPED_8], ids=["unipc-8", "dpmpp-8-explicit-timesteps"])
+def test_readme_example_equals_cli_apply_and_the_heldout_check(trajectory, pipe, tmp_path, monkeypatch):
     path = tmp_path / "schedule.json"
-    io.save(default_study_schedule(), path)
+    io.save(default_study_schedule(trajectory), path)
     protocol = HeldoutProtocol(N_IMAGES)
     original, config = pipe.scheduler, dict(pipe.scheduler.config)
 
     # README, as written (seeds of the held-out protocol: one generator per image)
     handle = datosearch.apply(pipe, str(path))
-    assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
-    assert handle.call_kwargs == {"num_inference_steps": 8}
+    assert type(pipe.scheduler).__name__ == trajectory.scheduler
+    assert handle.call_kwargs == trajectory.call_kwargs() and handle.call_kwargs["num_inference_steps"] == 8
+    assert ("timesteps" in handle.call_kwargs) == (trajectory is WARPED_8)
     gens = [torch.Generator().manual_seed(s) for s in protocol.seeds]
     with count_calls(pipe.unet) as readme_calls:
         readme = pipe(protocol.prompts, generator=gens, output_type="pt", **handle.call_kwargs).images
@@ -90,9 +97,9 @@ def test_pipeline_trajectory_keeps_the_users_scheduler_and_logs_the_mapping(pipe
         pipe(["a handwritten digit 1"], num_inference_steps=20, generator=torch.Generator().manual_seed(0),
              output_type="pt")
     handle.remove()
-    (line,) = [r.getMessage() for r in caplog.records if "normalized time" in r.getMessage()]
+    (line,) = [r.getMessage() for r in caplog.records if "mapped by" in r.getMessage()]
     assert line.startswith("the schedule was searched for UniPC 8 steps (8 U-Net calls, 5 full); "
-                           "PNDMScheduler at 20 steps makes 21: mapped by normalized time to 13 full calls of 21")
+                           "PNDMScheduler at 20 steps makes 21: mapped by noise level to 13 full calls of 21")
     assert calls == {"unet": 21, "computed": 13}
 
 

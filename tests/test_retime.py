@@ -1,4 +1,5 @@
-"""Mapping a plan to another call count by normalized time (`space.retime`), and where a late run enters."""
+"""Mapping a plan to another call count by normalized time, matched by noise level when the timesteps are
+known (`space.retime`), and where a late run enters."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 from datosearch.dato.state import entry_call
 from datosearch.space import PruneConfig, Schedule
 from datosearch.space.placement import full_positions, power_law, spread
-from datosearch.space.retime import from_call, full_count, to_calls
+from datosearch.space.retime import NoiseClock, from_call, full_count, to_calls
 from datosearch.space.schedule import FULL, Forecast
+from datosearch.space.trajectory import warp_timesteps
 
 
 def _full(s: Schedule) -> list[int]:
@@ -81,3 +83,45 @@ def test_entry_call_is_found_by_timestep_value():
 def test_full_positions_are_spread_warped_times():
     assert full_positions(50, 10, 1.0, 0.0) == spread(50, [i / 10 for i in range(10)]) == list(range(0, 50, 5))
     assert spread(4, [0.0, 0.9, 0.95, 0.99]) == [0, 1, 2, 3]  # pushed, then pulled back from the end
+
+
+# ----------------------------------------------------------------------------- matched by noise level
+def _linear(n: int) -> tuple[float, ...]:
+    return tuple(1000 * (1 - c / n) for c in range(n))
+
+
+def test_a_clock_on_the_plans_own_timesteps_maps_nothing_and_a_linear_one_as_normalized_time():
+    sched = Schedule(["full", 0, 0, "full", "reuse", "full", 0, "reuse", "full", 0] * 2)
+    assert to_calls(sched, 20, NoiseClock(_linear(20), _linear(20))) is sched
+    for m in (7, 10, 33, 51):
+        assert to_calls(sched, m, NoiseClock(_linear(20), _linear(m))).cache == to_calls(sched, m).cache, m
+
+
+def test_calls_take_the_action_found_at_their_noise_level_on_a_run_spaced_otherwise():
+    """A plan on timesteps bent toward low noise (shallow calls, then reuse from call 5, timestep ~160):
+    mapped by noise level onto a linearly spaced run, reuse starts where the run reaches that timestep;
+    by normalized time it would start halfway, at a much noisier step."""
+    plan_t = tuple(float(t) for t in warp_timesteps(10, 0.9, 2.5, 1000))
+    sched = Schedule(["full", 0, 0, 0, 0, "reuse", "reuse", "reuse", "reuse", "reuse"])
+    run_t = _linear(40)
+    by_noise = to_calls(sched, 40, NoiseClock(plan_t, run_t))
+    assert len(_full(by_noise)) == len(_full(to_calls(sched, 40))) == 4
+    for j, action in enumerate(by_noise.cache):
+        middle = 1000 * (1 - (j + 0.5) / 40)  # the run's timestep halfway through call j
+        if action != FULL and abs(middle - plan_t[5]) > 25:
+            assert action == ("reuse" if middle < plan_t[5] else 0), (j, middle, plan_t[5])
+    first_reuse = lambda s: s.cache.index("reuse")  # noqa: E731
+    assert first_reuse(by_noise) >= 32 and first_reuse(to_calls(sched, 40)) <= 21
+
+
+def test_strict_refuses_other_timesteps_at_the_same_call_count():
+    from datosearch.dato.state import DaToContext
+    from datosearch.space.schedule import ScheduleError
+
+    sched = Schedule.deepcache(10, 2)
+    ctx = DaToContext(sched, strict=True, plan_timesteps=_linear(10))
+    assert ctx.plan_for(10, timesteps=_linear(10)) is sched
+    with pytest.raises(ScheduleError, match="places them at other timesteps"):
+        ctx.plan_for(10, "DPMSolverMultistepScheduler", timesteps=warp_timesteps(10, 0.9, 2.0, 1000))
+    lenient = DaToContext(sched, plan_timesteps=_linear(10))
+    assert lenient.plan_for(10, timesteps=warp_timesteps(10, 0.9, 2.0, 1000)).n_calls == 10

@@ -50,6 +50,18 @@ def _history_sizes(unet: torch.nn.Module, schedule: Schedule) -> dict[str, int]:
     return sizes
 
 
+def _plan_timesteps(pipe: Any, schedule: Schedule) -> list[float] | None:
+    """The timestep of each of the schedule's calls on its trajectory under `pipe`'s scheduler config
+    (None without a pipeline or a trajectory, or where the trajectory does not build there)."""
+    if pipe is None or schedule.trajectory is None:
+        return None
+    try:
+        scheduler = schedule.trajectory.set_timesteps(schedule.trajectory.build(pipe.scheduler.config))
+    except (TypeError, ValueError):
+        return None
+    return torch.as_tensor(scheduler.timesteps).float().tolist()
+
+
 class DaToHandle:
     """An applied schedule; `remove()` restores the U-Net and the pipeline (its scheduler object) exactly.
 
@@ -61,14 +73,16 @@ class DaToHandle:
         images = pipe(prompt, **handle.call_kwargs).images  # its steps (and timesteps)
         handle.remove()                                     # the pipeline's own scheduler is back
 
-    Another step count maps the plan by normalized time (one log line; `strict` refuses instead).
+    Another step count maps the plan by normalized time, matched by noise level (the timestep of each
+    call; one log line; `strict` refuses instead).
     """
 
     def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False,
                  trajectory: str = "schedule") -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule
         self.context = DaToContext(schedule, cfg=self._cfg, strict=strict,
-                                   pipeline=None if pipe is None else type(pipe).__name__)
+                                   pipeline=None if pipe is None else type(pipe).__name__,
+                                   plan_timesteps=_plan_timesteps(pipe, schedule))
         self.pruning = PruneLog()  # what pruning really did (counts, skips); see `pruning.attrs()`
         self._registries: list[HookRegistry] = []
         self._bounds: GenerationBounds | None = None

@@ -59,7 +59,7 @@ class DaToContext:
     """
 
     def __init__(self, schedule: Schedule, cfg: Callable[[], bool] = lambda: False, strict: bool = False,
-                 pipeline: str | None = None) -> None:
+                 pipeline: str | None = None, plan_timesteps: Sequence[float] | None = None) -> None:
         self.schedule = schedule
         self.cfg = cfg
         self.strict = strict
@@ -67,7 +67,10 @@ class DaToContext:
         self.trajectory: list[float] | None = None  # the scheduler's timesteps, inside a pipeline generation
         self.manager = StateManager(DaToState)
         self.manager.set_context(_CONTEXT)
-        self._plans: dict[int, Schedule] = {schedule.n_calls: schedule}
+        # the timestep of each of the schedule's calls (its trajectory's): another run is mapped by noise level
+        ok = plan_timesteps is not None and len(plan_timesteps) == schedule.n_calls
+        self.plan_timesteps = tuple(float(t) for t in plan_timesteps) if ok else None
+        self._plans: dict[tuple, Schedule] = {}
 
     @property
     def bounded(self) -> bool:
@@ -91,7 +94,7 @@ class DaToContext:
         """A pipeline generation starts on a trajectory of these timesteps (`steps` steps of `scheduler`):
         fresh state, plan checked."""
         self.reset()
-        self.plan_for(len(timesteps), scheduler, steps)
+        self.plan_for(len(timesteps), scheduler, steps, timesteps)
         self.trajectory = list(timesteps)
 
     def end(self) -> None:
@@ -99,24 +102,38 @@ class DaToContext:
         self.reset()
         self.trajectory = None
 
-    def plan_for(self, n_calls: int, scheduler: str = "the scheduler", steps: int | None = None) -> Schedule:
-        """The plan for a trajectory of `n_calls` calls: the schedule, or it mapped by normalized time
-        (logged once per call count); `strict` refuses instead."""
-        plan = self._plans.get(n_calls)
+    def plan_for(self, n_calls: int, scheduler: str = "the scheduler", steps: int | None = None,
+                 timesteps: Sequence[float] | None = None) -> Schedule:
+        """The plan for a run of `n_calls` calls (at these `timesteps`): the schedule, or it mapped by
+        normalized time, matched by noise level where both trajectories' timesteps are known (logged once
+        per run trajectory); `strict` refuses instead."""
+        clock = None
+        if self.plan_timesteps is not None and timesteps is not None and len(timesteps) == n_calls:
+            clock = retime.NoiseClock(self.plan_timesteps, tuple(float(t) for t in timesteps))
+        key = (n_calls, None if clock is None else clock.run)
+        plan = self._plans.get(key)
         if plan is None:
-            n, sched = self.schedule.n_calls, self.schedule
-            if self.strict:
-                raise ScheduleError(f"the schedule plans {n} U-Net calls but {scheduler} will make {n_calls}; use a "
-                                    f"schedule made for this scheduler and step count, or drop strict (--strict) "
-                                    f"to map it by normalized time")
-            plan = self._plans[n_calls] = retime.to_calls(sched, n_calls)
-            k = sched.counts()["full"]
-            head = (f"the schedule was searched for {sched.trajectory.label()} ({n} U-Net calls, {k} full)"
-                    if sched.trajectory is not None else f"the schedule plans {n} U-Net calls ({k} full)")
-            run = f"{scheduler} at {steps} steps makes {n_calls}" if steps else f"{scheduler} will make {n_calls}"
-            log.warning("%s; %s: mapped by normalized time to %d full calls of %d (strict=True or --strict refuses "
-                        "instead)", head, run, plan.counts()["full"], n_calls)
+            plan = retime.to_calls(self.schedule, n_calls, clock)
+            if plan is not self.schedule:
+                self._mapped(plan, n_calls, scheduler, steps, clock)
+            self._plans[key] = plan
         return plan
+
+    def _mapped(self, plan: Schedule, n_calls: int, scheduler: str, steps: int | None,
+                clock: retime.NoiseClock | None) -> None:
+        """`strict`: refuse the mapped plan; else say once what it maps to."""
+        n, sched = self.schedule.n_calls, self.schedule
+        if self.strict:
+            differ = f"{scheduler} will make {n_calls}" if n_calls != n else f"{scheduler} places them at other timesteps"
+            raise ScheduleError(f"the schedule plans {n} U-Net calls but {differ}; use a schedule made for this "
+                                f"scheduler and step count, or drop strict (--strict) to map it by normalized time")
+        k = sched.counts()["full"]
+        head = (f"the schedule was searched for {sched.trajectory.label()} ({n} U-Net calls, {k} full)"
+                if sched.trajectory is not None else f"the schedule plans {n} U-Net calls ({k} full)")
+        run = f"{scheduler} at {steps} steps makes {n_calls}" if steps else f"{scheduler} will make {n_calls}"
+        how = "normalized time" if clock is None else "noise level"
+        log.warning("%s; %s: mapped by %s to %d full calls of %d (strict=True or --strict refuses instead)",
+                    head, run, how, plan.counts()["full"], n_calls)
 
     def first_call(self, timestep: Any) -> Schedule:
         """This generation's plan, fixed at its first U-Net call: a run entering the trajectory late
@@ -127,7 +144,7 @@ class DaToContext:
                                     f"schedule was applied to (another pipeline sharing it?); apply the schedule to "
                                     f"the pipeline that runs it")
             return self.schedule
-        plan = self.plan_for(len(self.trajectory))
+        plan = self.plan_for(len(self.trajectory), timesteps=self.trajectory)
         return retime.from_call(plan, entry_call(self.trajectory, timestep))
 
     def plan(self) -> Schedule:
