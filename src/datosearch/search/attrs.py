@@ -20,6 +20,8 @@ DIGEST_ATTR = "images_digest"  # hash of the generated calibration images (8-bit
 LATENCY_ATTR = "latency_s"  # median seconds of one timed generation
 SPEEDUP_ATTR = "speedup"  # baseline latency / latency
 MACS_ATTR = "macs"  # multiply-accumulates of one generation
+OPERATOR_ATTR = "operator"  # what made the genes: "anchor", "seeded", "sampled", or the variation's operators
+PARENTS_ATTR = "parents"  # trial numbers of the parents a bred trial's genes come from
 PAIRED_PREFIX = "paired_"  # + metric name: paired image metrics against the reference (psnr, ssim)
 
 # ---- study user attributes
@@ -29,5 +31,5 @@ ANCHORS_SKIPPED_ATTR = "anchors_skipped"  # anchors the encoding cannot express
 COSTMODEL_ATTR = "datosearch_costmodel"  # the calibrated latency cost model (`CostModel.to_dict`)
 
 TRIAL_ATTRS = (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, DEDUP_ATTR, FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, DEVICE_ATTR,
-               DIGEST_ATTR, LATENCY_ATTR, SPEEDUP_ATTR, MACS_ATTR)
+               DIGEST_ATTR, LATENCY_ATTR, SPEEDUP_ATTR, MACS_ATTR, OPERATOR_ATTR, PARENTS_ATTR)
 STUDY_ATTRS = (CONFIG_ATTR, BUDGET_ATTR, ANCHORS_SKIPPED_ATTR, COSTMODEL_ATTR)

@@ -15,9 +15,11 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import SearchIncompleteError
 from ..space.encoding import Encoding, EncodingConfig, make_encoding
 from ..space.schedule import Schedule, ScheduleError
-from .attrs import ANCHOR_ATTR, DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, PLAN_ATTR, RETRY_ATTR, SCHEDULE_ATTR
+from .attrs import (ANCHOR_ATTR, DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR,
+                    RETRY_ATTR, SCHEDULE_ATTR)
 from .evaluator import CandidateError, Evaluation
 from .liveness import heartbeat, sweep_stale
+from .samplers import variation_of
 
 
 class CandidateEvaluator(Protocol):
@@ -72,7 +74,7 @@ def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: 
     for schedule in anchors:
         name = schedule.meta.get("name", schedule.key())
         params = enc.encode(schedule)
-        attrs: dict[str, Any] = {ANCHOR_ATTR: name}
+        attrs: dict[str, Any] = {ANCHOR_ATTR: name, OPERATOR_ATTR: "anchor"}
         if params is None:
             params = enc.nearest(schedule)
             attrs[PLAN_ATTR] = schedule.to_dict()
@@ -88,7 +90,7 @@ def enqueue_initial(study: optuna.Study, encoding: EncodingConfig | Encoding) ->
     enc = make_encoding(encoding)
     members = enc.initial()
     for params in members:
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={OPERATOR_ATTR: "seeded"}, skip_if_exists=True)
     return len(members)
 
 
@@ -97,7 +99,8 @@ def complete_count(study: optuna.Study) -> int:
 
 
 def _retry_attrs(attrs: dict[str, Any], number: int) -> dict[str, Any]:
-    return {**{k: v for k, v in attrs.items() if k in (ANCHOR_ATTR, PLAN_ATTR)}, RETRY_ATTR: number}
+    kept = (ANCHOR_ATTR, PLAN_ATTR, OPERATOR_ATTR, PARENTS_ATTR)
+    return {**{k: v for k, v in attrs.items() if k in kept}, RETRY_ATTR: number}
 
 
 def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial | None:
@@ -116,7 +119,14 @@ def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: Enco
     with heartbeat(study, trial):  # records the worker first, so a kill from here on is detected
         # An enqueued trial (anchor, first-generation member, retry) has every gene fixed, so Optuna never
         # asks the sampler about it; asking for its relative params lets NSGA-II count it in a generation.
+        variation = variation_of(study.sampler)
+        bred = variation.children if variation is not None else 0
         _ = trial.relative_params
+        if OPERATOR_ATTR not in trial.user_attrs:  # enqueued trials say what they are
+            made = variation.made if variation is not None and variation.children > bred else None
+            trial.set_user_attr(OPERATOR_ATTR, made["operator"] if made else "sampled")
+            if made:
+                trial.set_user_attr(PARENTS_ATTR, made["parents"])
         return _run_asked(study, trial, evaluator, encoding, start)
 
 
@@ -142,7 +152,7 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
     duplicate = _find_duplicate(study, key, trial.number)
     if duplicate is not None:
         for name, value in duplicate.user_attrs.items():
-            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, RETRY_ATTR):
+            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, RETRY_ATTR, OPERATOR_ATTR, PARENTS_ATTR):
                 trial.set_user_attr(name, value)
         trial.set_user_attr(DEDUP_ATTR, duplicate.number)
         study.tell(trial, duplicate.values)

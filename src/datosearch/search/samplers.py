@@ -44,3 +44,12 @@ def make_sampler(name: str, population: int = 8, seed: int | None = 0, encoding:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def variation_of(sampler: optuna.samplers.BaseSampler) -> Any:
+    """The `StructuredVariation` an NSGA-II sampler breeds its children with (None: Optuna's own, or another
+    sampler): what the runner asks which operators made a trial."""
+    from .variation import StructuredVariation
+
+    strategy = getattr(sampler, "_child_generation_strategy", None)  # NSGAIISampler keeps what it was given
+    return strategy if isinstance(strategy, StructuredVariation) else None

@@ -53,17 +53,26 @@ class StructuredVariation:
     def __init__(self, encoding: "StructuredEncoding", seed: int | None = None) -> None:
         self.encoding = encoding
         self.rng = np.random.RandomState(seed)
+        self.children = 0  # children made so far in this process
+        self.made: dict[str, Any] = {}  # the last child's operators ("crossover+full+warp") and parents' numbers
+        self._ops: set[str] = set()  # what the last `mutate` did
 
     def __call__(self, study: optuna.Study, search_space: dict[str, Any],
                  parent_population: list[FrozenTrial]) -> dict[str, Any]:
         a = self._tournament(parent_population, study.directions)
         b = self._tournament(parent_population, study.directions)
-        child = self.crossover(a.params, b.params) if self.rng.rand() < CROSSOVER_PROB else dict(a.params)
+        crossed = self.rng.rand() < CROSSOVER_PROB
+        child = self.crossover(a.params, b.params) if crossed else dict(a.params)
         seen = {t.user_attrs.get(KEY_ATTR) for t in study.get_trials(deepcopy=False)}
+        ops: set[str] = set()
         for _ in range(RETRIES):
             child = self.mutate(child)
+            ops |= self._ops
             if self.encoding.decode(child).key() not in seen:
                 break
+        self.children += 1
+        self.made = {"operator": "+".join((["crossover"] if crossed else []) + sorted(ops)),
+                     "parents": sorted({a.number, b.number}) if crossed else [a.number]}
         return {k: v for k, v in child.items() if k in search_space}
 
     def _tournament(self, population: list[FrozenTrial], directions: Sequence[StudyDirection]) -> FrozenTrial:
@@ -91,7 +100,8 @@ class StructuredVariation:
         child = dict(params)
         ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
             [op for op in ("traj", "last", "tstart") if op in child]
-        for op in {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}:
+        self._ops = {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}
+        for op in sorted(self._ops):  # sorted: the same seed breeds the same children in every process
             if op == "full":  # insert or delete full calls (a step that grows with their number)
                 size = max(1, round(0.15 * child["full"]))
                 delta = int(rng.choice([-1, 1])) * int(rng.randint(1, size + 1))

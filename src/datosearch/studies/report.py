@@ -25,7 +25,8 @@ from .front import FrontEntry, pareto_front, trial_schedule
 from .report_pictures import DEFAULT_PICTURES, make_pictures, pictures_html
 from .report_plans import hypervolume_figure, plan_figures
 from .report_scatter import LEGEND_NOTE, family, quality_figures
-from .report_tables import cost_model_table, failure_reasons, front_table, study_box  # noqa: F401 (re-exported)
+from .report_tables import (cost_model_table, failure_reasons, front_table, operators_html,  # noqa: F401
+                            study_box)
 from .study import stored_config
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
@@ -100,7 +101,7 @@ def render_report(study: optuna.Study, *, pipe: Any = None, pictures: int = DEFA
     if entries:
         more = ([hypervolume_figure(study)] if len(study.directions) > 1 else []) + plan_figures(entries)
         parts += [_figure_html(fig, not figures and i == 0) for i, fig in enumerate(more)]
-    parts.append(cost_model_table(study))
+    parts += [operators_html(study), cost_model_table(study)]
     title = html.escape(f"datosearch report: {study.study_name}")
     summary = (f"{len(study.trials)} trials, {len(entries)} exported (Pareto-optimal) schedules. Hover a point for "
                f"its numbers; the table lists each exported schedule's file.")

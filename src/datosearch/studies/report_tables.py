@@ -1,4 +1,5 @@
-"""The report's HTML tables: the front (the export index's rows), the study box, the latency cost model.
+"""The report's HTML tables: the front (the export index's rows), the study box, the latency cost model,
+where the trials and the front came from (per operator).
 
 The front table renders `studies.export.build_export`'s index rows, the same rows `index.json`
 holds, so the report and the export cannot disagree.
@@ -14,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..search.attrs import COSTMODEL_ATTR, DEDUP_ATTR, FAIL_ATTR
+from ..search.operators import operator_table
 from .config import StudyConfig
 from .export import beaten_summary
 from .report_scatter import QUALITY, REFERENCE, broken_constraints
@@ -191,3 +193,18 @@ def cost_model_fit(data: dict[str, Any]) -> str:
     return (f"fit on {len(stats.get('points', []))} timed schedules: R² {stats.get('r2', float('nan')):.4f}, max relative "
             f"error {stats.get('max_rel_err', float('nan')):.3f}; calibration {stats.get('calibration_s', float('nan')):.0f} s "
             f"on {html.escape(str(data.get('device', '')))}")
+
+
+def operators_html(study: optuna.Study) -> str:
+    """Per operator (`search.operators`): trials made, completed, children beating a parent, on the front."""
+    rows = operator_table(study)
+    if not rows:
+        return ""
+    cells = [[_esc(r["operator"]), str(r["trials"]), str(r["complete"]),
+              "—" if r["beat_parent"] is None else str(r["beat_parent"]), str(r["on_front"])] for r in rows]
+    note = ("anchor / seeded: enqueued (the anchors, the encoding's first generation); sampled: the sampler's own "
+            "draw; the others are the structured variation's operators (a child made by several counts for each); "
+            "a child beats a parent when it dominates one of them")
+    return (f"<section><h2>Where the trials came from</h2><p>{_esc(note)}</p>"
+            + _table(["operator", "trials", "complete", "beat a parent", "on the front"], cells, "operators")
+            + "</section>")
