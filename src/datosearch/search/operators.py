@@ -1,7 +1,7 @@
 """Where a study's trials and its front came from: per operator, what it made and what that was worth.
 
-Every trial says what made its genes (`OPERATOR_ATTR`): "anchor" and "seeded" (enqueued: the anchors
-and the encoding's first generation), "sampled" (the sampler's own draw: NSGA-II's random first
+Every trial says what made its genes (`OPERATOR_ATTR`): "anchor", "refined" and "seeded" (enqueued:
+the anchors, `studies.refine`'s members and the encoding's first generation), "sampled" (the sampler's own draw: NSGA-II's random first
 generation, TPE, ...), or the structured variation's operators joined by "+" ("crossover+full+warp";
 bred from `PARENTS_ATTR`). A bred child *beats a parent* when it dominates at least one of its parents
 (feasible and completed, on the study's objectives). A child made by several operators counts for each.
@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial
 from .attrs import DEDUP_ATTR, OPERATOR_ATTR, PARENTS_ATTR
 from .pareto import as_minimised, feasible_complete, pareto_trials
 
-ORIGINS = ("anchor", "seeded", "sampled", "unrecorded")
+ORIGINS = ("anchor", "refined", "seeded", "sampled", "unrecorded")
 
 
 def operators_of(trial: FrozenTrial) -> list[str]:

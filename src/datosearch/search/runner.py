@@ -62,19 +62,21 @@ class TrialRecord:
     fail_reason: str | None = None
 
 
-def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: EncodingConfig | Encoding) -> list[str]:
+def enqueue_anchors(study: optuna.Study, anchors: Sequence[Schedule], encoding: EncodingConfig | Encoding,
+                    operator: str = "anchor") -> list[str]:
     """Enqueue the anchors; returns the names of those the encoding cannot express at all.
 
     An anchor the encoding expresses exactly is enqueued by its genes. One it can only approximate
     (`nearest_plan`, structured encoding) is enqueued with the nearest genes plus its exact schedule
     (`PLAN_ATTR`), which is what the trial evaluates; the genes only serve as NSGA-II parents.
+    Another `operator` (e.g. "refined") enqueues first-generation members the same way, not as anchors.
     """
     enc = make_encoding(encoding)
     skipped = []
     for schedule in anchors:
         name = schedule.meta.get("name", schedule.key())
         params = enc.encode(schedule)
-        attrs: dict[str, Any] = {ANCHOR_ATTR: name, OPERATOR_ATTR: "anchor"}
+        attrs: dict[str, Any] = {OPERATOR_ATTR: operator, **({ANCHOR_ATTR: name} if operator == "anchor" else {})}
         if params is None:
             params = enc.nearest(schedule)
             attrs[PLAN_ATTR] = schedule.to_dict()

@@ -22,7 +22,17 @@ from .config import StudyConfig
 from .cost import use_cost_model
 from . import resolve as resolving
 from .storage import study_dir
+from .refine import CALLS as REFINED_CALLS, refined_members
 from .tuning import STEPS as TUNED_STEPS, tuned_anchors
+
+
+def refined_calls(config: StudyConfig) -> list[int]:
+    """The full-call counts of `studies.refine`'s members: only in a study that searches the trajectory
+    and may reuse, and below half its own calls (as the forecasting members of the first generation)."""
+    enc = config.encoding
+    if enc.get("kind") != "structured" or len(enc.get("trajectories") or []) < 2 or not enc.get("allow_reuse", True):
+        return []
+    return [k for k in REFINED_CALLS if k < enc["n_calls"] / 2]
 
 
 def _log(message: str) -> None:
@@ -59,7 +69,9 @@ def open_run(url: str, name: str, opts: dict[str, Any], resume: bool = False, pi
         anchors = anchor_schedules(pipe.unet, config.encoding["n_calls"], build.fewer_steps(pipe, config.steps))
         anchors += tuned_anchors(pipe, config, evaluator.reference, study_dir(url, name),
                                  steps=[s for s in TUNED_STEPS if s < config.steps], log=_log)
-        study = studies.create(url, name, config, anchors)
+        members = refined_members(pipe, config, evaluator.reference, study_dir(url, name),
+                                  calls=refined_calls(config), log=_log)
+        study = studies.create(url, name, config, anchors, members)
         if cost_model is not None:
             study.set_user_attr(COSTMODEL_ATTR, cost_model)
     use_cost_model(study, evaluator, pipe, config)

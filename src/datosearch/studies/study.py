@@ -70,8 +70,10 @@ def check_existing(url: str, name: str, config: StudyConfig) -> optuna.Study | N
     return study
 
 
-def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule] = ()) -> optuna.Study:
-    """Create the study, store `config`, enqueue the `anchors` and the encoding's first generation."""
+def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule] = (),
+           members: Sequence[Schedule] = ()) -> optuna.Study:
+    """Create the study, store `config`, enqueue the `anchors`, the refined `members` (`studies.refine`)
+    and the encoding's first generation."""
     sampler = sampler_for(config)
     study = optuna.create_study(study_name=name, storage=open_storage(url), directions=directions(config.objectives),
                                 sampler=sampler)
@@ -82,6 +84,7 @@ def create(url: str, name: str, config: StudyConfig, anchors: Sequence[Schedule]
     encoding = make_encoding(config.encoding)
     skipped = enqueue_anchors(study, anchors, encoding)
     study.set_user_attr(ANCHORS_SKIPPED_ATTR, skipped)
+    enqueue_anchors(study, members, encoding, operator="refined")
     enqueue_initial(study, encoding)
     return study
 

@@ -1,0 +1,81 @@
+"""Refined forecasting members (studies.refine): TPE's best cached plan per count of full calls, chosen on
+calibration images, computed once per study and enqueued as first-generation members."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datosearch.objectives import paired_metrics
+from datosearch.search.evaluator import generate
+from datosearch.space.schedule import FULL, REUSE
+from datosearch.space.trajectory import Trajectory, swapped
+from datosearch.studies import refine
+from datosearch.studies.build import calibration
+from datosearch.studies.launch import refined_calls
+from datosearch.studies.resolve import resolve
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    from datosearch import models
+
+    torch.set_num_threads(1)
+    pipe = models.load("embedded")
+    pipe.set_progress_bar_config(disable=True)
+    config, pipe = resolve({"model": "embedded", "images": 3, "device": "cpu"}, pipe=pipe)
+    converged = Trajectory("DPMSolverMultistepScheduler", 25, {"timestep_spacing": "linspace"})
+    with swapped(pipe, converged):
+        reference = generate(pipe, calibration(config), trajectory=converged)
+    cache = tmp_path_factory.mktemp("refine")
+    members = refine.refined_members(pipe, config, reference, cache, calls=(3, 4), trials=6)
+    return pipe, config, reference, cache, members
+
+
+def test_members_have_k_full_calls_forecast_reuse_and_searched_timesteps(embedded):
+    pipe, config, reference, _, members = embedded
+    assert [m.counts()["full"] for m in members] == [3, 4]
+    for k, member in zip((3, 4), members):
+        traj = member.trajectory
+        assert traj.scheduler == "DPMSolverMultistepScheduler" and k < traj.steps <= 2 * k
+        assert member.n_calls == traj.calls(pipe.scheduler.config) and member.cache[0] == FULL
+        assert all(a == REUSE and c in member.forecast for c, a in enumerate(member.cache) if a != FULL)
+        assert list(traj.timesteps) == sorted(traj.timesteps, reverse=True) and member.meta["name"] == f"refined-{k}"
+
+
+def test_the_member_is_the_best_of_its_search_on_the_calibration_images(embedded, monkeypatch):
+    pipe, config, reference, cache, members = embedded
+    seen: list[float] = []
+    real = refine.paired_metrics
+
+    def record(images, ref):
+        out = real(images, ref)
+        seen.append(out["psnr"])
+        return out
+
+    monkeypatch.setattr(refine, "paired_metrics", record)
+    again = refine.refined_members(pipe, config, reference, None, calls=(3,), trials=6)  # no cache: searched
+    assert len(seen) == 6 and again[0].to_dict() == members[0].to_dict()  # seeded: the same search
+    from datosearch import dato
+    handle = dato.apply(pipe, again[0])
+    try:
+        with swapped(pipe, again[0].trajectory):
+            images = generate(pipe, calibration(config), trajectory=again[0].trajectory)
+    finally:
+        handle.remove()
+    assert paired_metrics(images, reference)["psnr"] == pytest.approx(max(seen), abs=1e-6)
+
+
+def test_a_second_call_reads_the_cache(embedded, monkeypatch):
+    pipe, config, reference, cache, members = embedded
+    monkeypatch.setattr(refine, "search", lambda *a, **k: pytest.fail("searched again"))
+    again = refine.refined_members(pipe, config, reference, cache, calls=(3, 4), trials=6)
+    assert [m.to_dict() for m in again] == [m.to_dict() for m in members]
+
+
+def test_only_studies_searching_the_trajectory_with_reuse_get_them(embedded):
+    _, config, _, _, _ = embedded
+    assert refined_calls(config) == [5, 7, 10]  # the default study: PLMS 50, 51 calls
+    own = dict(config.encoding, trajectories=config.encoding["trajectories"][:1])
+    assert refined_calls(type(config)(**{**vars(config), "encoding": own})) == []
+    assert refined_calls(type(config)(**{**vars(config), "encoding": dict(config.encoding, n_calls=12)})) == [5]
