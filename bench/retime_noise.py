@@ -14,6 +14,7 @@ target trajectory on held-out images (seeds 777000+). Writes bench/results/retim
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import time
@@ -24,7 +25,6 @@ from unittest import mock
 import torch
 
 import datosearch
-from datosearch.dato import apply as dato_apply
 from datosearch.models import load
 from datosearch.objectives import device_name, paired_metrics
 from datosearch.space import Schedule
@@ -32,6 +32,7 @@ from datosearch.space.trajectory import Trajectory, named, warp_timesteps
 from datosearch.studies.protocol import HeldoutProtocol
 
 RESULTS = Path(__file__).parent / "results"
+DATO_APPLY = importlib.import_module("datosearch.dato.apply")  # the module (`datosearch.dato.apply` is the function)
 DPM = "DPMSolverMultistepScheduler"
 TARGETS = [("dpmpp-2m", 20, "schedule"), ("dpmpp-2m", 30, "schedule"), ("pndm-plms", 50, "pipeline")]
 
@@ -48,7 +49,7 @@ def images(pipe, protocol: HeldoutProtocol, target: Trajectory, schedule: Schedu
            keep: str = "schedule", by_noise: bool = True) -> torch.Tensor:
     """Held-out images on `target` (default spacing), `schedule` applied with `trajectory=keep`: with
     "schedule" the target is its scheduler at other steps, as `pipe(num_inference_steps=...)` runs it."""
-    plain = mock.patch.object(dato_apply, "_plan_timesteps", lambda *a: None) if not by_noise else nullcontext()
+    plain = mock.patch.object(DATO_APPLY, "_plan_timesteps", lambda *a: None) if not by_noise else nullcontext()
     with plain:
         handle = datosearch.apply(pipe, schedule, trajectory=keep) if schedule is not None else None
     try:
