@@ -40,9 +40,11 @@ def plans() -> dict[str, tuple[Schedule, int | None]]:
             "DaTo COCO (5 full), forecast 1": (Schedule.dato_coco(ratio=0).with_forecast(1), None)}
 
 
-def images(pipe, schedule: Schedule | None, protocol: HeldoutProtocol, trajectory: Trajectory) -> torch.Tensor:
-    """Held-out images on `trajectory` with `schedule` applied as a user would (mapped to its call count)."""
-    handle = datosearch.apply(pipe, schedule) if schedule is not None else None
+def images(pipe, schedule: Schedule | None, protocol: HeldoutProtocol, trajectory: Trajectory,
+           keep: str = "schedule") -> torch.Tensor:
+    """Held-out images on `trajectory` with `schedule` applied as a user would (`apply(..., trajectory=keep)`,
+    mapped to its call count)."""
+    handle = datosearch.apply(pipe, schedule, trajectory=keep) if schedule is not None else None
     try:
         return protocol.generate(pipe, trajectory)
     finally:

@@ -24,12 +24,12 @@ from unittest import mock
 
 import torch
 
-import datosearch
 from datosearch.models import load
 from datosearch.objectives import device_name, paired_metrics
 from datosearch.space import Schedule
 from datosearch.space.trajectory import Trajectory, named, warp_timesteps
 from datosearch.studies.protocol import HeldoutProtocol
+from retime import images as retimed_images
 
 RESULTS = Path(__file__).parent / "results"
 DATO_APPLY = importlib.import_module("datosearch.dato.apply")  # the module (`datosearch.dato.apply` is the function)
@@ -47,16 +47,11 @@ def plans() -> dict[str, Schedule]:
 
 def images(pipe, protocol: HeldoutProtocol, target: Trajectory, schedule: Schedule | None = None,
            keep: str = "schedule", by_noise: bool = True) -> torch.Tensor:
-    """Held-out images on `target` (default spacing), `schedule` applied with `trajectory=keep`: with
-    "schedule" the target is its scheduler at other steps, as `pipe(num_inference_steps=...)` runs it."""
+    """Held-out images on `target` (default spacing, swapped in over what `apply` swapped in), `schedule`
+    applied with `trajectory=keep`, mapped by noise level or (`by_noise` False) by plain normalized time."""
     plain = mock.patch.object(DATO_APPLY, "_plan_timesteps", lambda *a: None) if not by_noise else nullcontext()
     with plain:
-        handle = datosearch.apply(pipe, schedule, trajectory=keep) if schedule is not None else None
-    try:
-        return protocol.generate(pipe, target)  # swapped in over whatever `apply` swapped in, then back
-    finally:
-        if handle is not None:
-            handle.remove()
+        return retimed_images(pipe, schedule, protocol, target, keep)
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ import optuna
 import torch
 
 from datosearch import models
-from datosearch.objectives import device_name, paired_metrics
+from datosearch.objectives import device_name
 from datosearch.search.evaluator import Calibration, Evaluator
 from datosearch.space.schedule import FULL, Schedule
 from datosearch.space.trajectory import Trajectory
@@ -55,7 +55,7 @@ def main() -> int:
     calib = Calibration(prompts, seeds, 50, guidance, size, size, batch_size=args.calibration)
     reference = ho.converged_reference(pipe, prompts, seeds, guidance=guidance, check=0).images
     ev = Evaluator(pipe, calib, [], reference=reference, fid=lambda _: 0.0, measure_latency=lambda _: 0.0)
-    scorer, base = tuning._Search(pipe, calib, reference), pipe.scheduler.config
+    scorer = tuning._Search(pipe, calib, reference)
     rows, schedules = [], []
     for k in CALLS:
         tuned = tuning._found(scorer, DPM, k, "timesteps", None)["tuned"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 import torch
@@ -39,6 +39,30 @@ def quick_tuning() -> Iterator[None]:
         patch.setattr(tuning, "GRID", tuning.GRID[:1])
         patch.setattr(tuning, "PASSES", tuning.PASSES[:1])
         yield
+
+
+def embedded_study(images: int = 3, reference_steps: int = 25) -> tuple[Any, Any, torch.Tensor]:
+    """The embedded pipeline on one thread, a default study configuration with `images` calibration images,
+    and their reference: DPM-Solver++ 2M at `reference_steps` linspace steps (a cheap converged reference)."""
+    from datosearch import models
+    from datosearch.studies.resolve import resolve
+
+    torch.set_num_threads(1)
+    pipe = models.load("embedded")
+    pipe.set_progress_bar_config(disable=True)
+    config, pipe = resolve({"model": "embedded", "images": images, "device": "cpu"}, pipe=pipe)
+    return pipe, config, reference_images(pipe, config, reference_steps)
+
+
+def reference_images(pipe: Any, config: Any, steps: int = 25) -> torch.Tensor:
+    """The calibration images of `config` on DPM-Solver++ 2M at `steps` linspace steps."""
+    from datosearch.search.evaluator import generate
+    from datosearch.space.trajectory import Trajectory, swapped
+    from datosearch.studies.build import calibration
+
+    traj = Trajectory("DPMSolverMultistepScheduler", steps, {"timestep_spacing": "linspace"})
+    with swapped(pipe, traj):
+        return generate(pipe, calibration(config), trajectory=traj)
 
 
 def cli_study(root: Path, name: str, trials: int, args: Sequence[str] = TINY_ARGS) -> str:

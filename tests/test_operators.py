@@ -56,8 +56,8 @@ variation, child = StructuredVariation(enc, seed=3), enc.initial()[0]
 out = []
 for _ in range(30):
     child = variation.mutate(child)
-    out.append(sorted(variation._ops))
-print(json.dumps([out, child], sort_keys=True))
+    out.append(child)
+print(json.dumps(out, sort_keys=True))
 """
 
 

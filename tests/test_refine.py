@@ -4,29 +4,20 @@ calibration images, computed once per study and enqueued as first-generation mem
 from __future__ import annotations
 
 import pytest
-import torch
 
 from datosearch.objectives import paired_metrics
 from datosearch.search.evaluator import generate
 from datosearch.space.schedule import FULL, REUSE
-from datosearch.space.trajectory import Trajectory, swapped
+from datosearch.space.trajectory import swapped
 from datosearch.studies import refine
 from datosearch.studies.build import calibration
 from datosearch.studies.launch import refined_calls
-from datosearch.studies.resolve import resolve
+from search_helpers import embedded_study
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
-    from datosearch import models
-
-    torch.set_num_threads(1)
-    pipe = models.load("embedded")
-    pipe.set_progress_bar_config(disable=True)
-    config, pipe = resolve({"model": "embedded", "images": 3, "device": "cpu"}, pipe=pipe)
-    converged = Trajectory("DPMSolverMultistepScheduler", 25, {"timestep_spacing": "linspace"})
-    with swapped(pipe, converged):
-        reference = generate(pipe, calibration(config), trajectory=converged)
+    pipe, config, reference = embedded_study()
     cache = tmp_path_factory.mktemp("refine")
     members = refine.refined_members(pipe, config, reference, cache, calls=(3, 4), trials=6)
     return pipe, config, reference, cache, members

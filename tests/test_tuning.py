@@ -15,6 +15,7 @@ from datosearch.space.trajectory import WARP_POWER, WARP_START, Trajectory, swap
 from datosearch.studies import tuning
 from datosearch.studies.build import calibration
 from datosearch.studies.resolve import resolve
+from search_helpers import embedded_study, reference_images
 
 SOLVERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler")
 
@@ -27,12 +28,6 @@ def test_warp_timesteps_are_strictly_decreasing_ints_in_range(steps, start, powe
     assert all(1 <= t <= 999 for t in ts) and all(a > b for a, b in zip(ts, ts[1:]))
 
 
-def _reference(pipe, config, steps=25):
-    traj = Trajectory("DPMSolverMultistepScheduler", steps, {"timestep_spacing": "linspace"})
-    with swapped(pipe, traj):
-        return generate(pipe, calibration(config), trajectory=traj)
-
-
 def _psnr(pipe, config, reference, traj):
     with swapped(pipe, traj):
         return paired_metrics(generate(pipe, calibration(config), trajectory=traj), reference)["psnr"]
@@ -40,13 +35,7 @@ def _psnr(pipe, config, reference, traj):
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
-    from datosearch import models
-
-    torch.set_num_threads(1)
-    pipe = models.load("embedded")
-    pipe.set_progress_bar_config(disable=True)
-    config, pipe = resolve({"model": "embedded", "images": 3, "device": "cpu"}, pipe=pipe)
-    reference = _reference(pipe, config)
+    pipe, config, reference = embedded_study()
     cache = tmp_path_factory.mktemp("tuning")
     anchors = tuning.tuned_anchors(pipe, config, reference, cache, steps=(4,), solvers=SOLVERS)
     return pipe, config, reference, cache, anchors
@@ -119,7 +108,7 @@ def test_ays_anchors_for_sd_noise_schedule(tmp_path, monkeypatch):
     assert tuning.uses_sd_noise(pipe.scheduler.config)
     config, pipe = resolve({"model": "tiny", "images": 1, "device": "cpu", "steps": 10}, pipe=pipe)
     lines = []
-    anchors = tuning.tuned_anchors(pipe, config, _reference(pipe, config), tmp_path, steps=(3,),
+    anchors = tuning.tuned_anchors(pipe, config, reference_images(pipe, config), tmp_path, steps=(3,),
                                    solvers=("dpmpp2m",), log=lines.append)
     ays = [a for a in anchors if a.meta["name"] == "dpmpp2m-3-ays"]
     assert len(ays) == 1 and ays[0].meta["label"] == "DPM-Solver++ 3, AYS"

@@ -23,6 +23,8 @@ MACS_ATTR = "macs"  # multiply-accumulates of one generation
 OPERATOR_ATTR = "operator"  # what made the genes: "anchor", "seeded", "sampled", or the variation's operators
 PARENTS_ATTR = "parents"  # trial numbers of the parents a bred trial's genes come from
 PAIRED_PREFIX = "paired_"  # + metric name: paired image metrics against the reference (psnr, ssim)
+# where a trial's genes and plan come from: a retry keeps them, a trial repeating a twin's schedule keeps its own
+ORIGIN_ATTRS = (ANCHOR_ATTR, PLAN_ATTR, OPERATOR_ATTR, PARENTS_ATTR)
 
 # ---- study user attributes
 CONFIG_ATTR = "datosearch_config"  # the `StudyConfig` as JSON

@@ -1,8 +1,8 @@
 """Where a study's trials and its front came from: per operator, what it made and what that was worth.
 
 Every trial says what made its genes (`OPERATOR_ATTR`): "anchor", "refined" and "seeded" (enqueued:
-the anchors, `studies.refine`'s members and the encoding's first generation), "sampled" (the sampler's own draw: NSGA-II's random first
-generation, TPE, ...), or the structured variation's operators joined by "+" ("crossover+full+warp";
+the anchors, `studies.refine`'s members and the encoding's first generation), "sampled" (the sampler's
+own draw: NSGA-II's random first generation, TPE, ...), or the structured variation's operators joined by "+" ("crossover+full+warp";
 bred from `PARENTS_ATTR`). A bred child *beats a parent* when it dominates at least one of its parents
 (feasible and completed, on the study's objectives). A child made by several operators counts for each.
 Trials stored before operators were recorded count as "unrecorded".
@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from .attrs import DEDUP_ATTR, OPERATOR_ATTR, PARENTS_ATTR
-from .pareto import as_minimised, feasible_complete, pareto_trials
+from .pareto import dominates, feasible_complete, pareto_trials
 
 ORIGINS = ("anchor", "refined", "seeded", "sampled", "unrecorded")
 
@@ -26,11 +26,6 @@ def operators_of(trial: FrozenTrial) -> list[str]:
     """The operators a trial counts for: its origin, or each of the variation's operators."""
     made = trial.user_attrs.get(OPERATOR_ATTR, "unrecorded")
     return [made] if made in ORIGINS else str(made).split("+")
-
-
-def _dominates(a: FrozenTrial, b: FrozenTrial, directions: Any) -> bool:
-    pa, pb = as_minimised(a.values, directions), as_minimised(b.values, directions)
-    return all(x <= y for x, y in zip(pa, pb)) and any(x < y for x, y in zip(pa, pb))
 
 
 def operator_table(study: optuna.Study) -> list[dict[str, Any]]:
@@ -44,7 +39,7 @@ def operator_table(study: optuna.Study) -> list[dict[str, Any]]:
     made, done, beat, on_front = Counter(), Counter(), Counter(), Counter()
     for trial in trials:
         parents = [by_number[p] for p in trial.user_attrs.get(PARENTS_ATTR, []) if p in by_number]
-        wins = trial.number in ok and any(p.number in ok and _dominates(trial, p, study.directions) for p in parents)
+        wins = trial.number in ok and any(p.number in ok and dominates(trial, p, study.directions) for p in parents)
         for op in operators_of(trial):
             made[op] += 1
             done[op] += trial.number in ok

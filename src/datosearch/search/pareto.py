@@ -21,10 +21,30 @@ def as_minimised(values: Sequence[float], directions: Sequence[StudyDirection]) 
     return tuple(v if d == StudyDirection.MINIMIZE else -v for v, d in zip(values, directions))
 
 
+def point_dominates(a: Point, b: Point) -> bool:
+    """`a` is no worse than `b` anywhere and better somewhere (both minimised)."""
+    return a != b and all(x <= y for x, y in zip(a, b))
+
+
+def dominates(a: FrozenTrial, b: FrozenTrial, directions: Sequence[StudyDirection]) -> bool:
+    """Constrained dominance, as NSGA-II ranks trials: the smaller total constraint violation wins, then a
+    trial with values over one without, then Pareto dominance of the values."""
+    va, vb = _violation(a), _violation(b)
+    if va != vb:
+        return va < vb
+    if a.values is None or b.values is None:
+        return a.values is not None
+    return point_dominates(as_minimised(a.values, directions), as_minimised(b.values, directions))
+
+
+def _violation(trial: FrozenTrial) -> float:
+    return sum(max(0.0, c) for c in trial.constraints.values())
+
+
 def non_dominated(points: Sequence[Point]) -> list[Point]:
     """The points no other point dominates (all minimised), duplicates removed."""
     unique = sorted(set(points))
-    return [p for p in unique if not any(q != p and all(a <= b for a, b in zip(q, p)) for q in unique)]
+    return [p for p in unique if not any(point_dominates(q, p) for q in unique)]
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:

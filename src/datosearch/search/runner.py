@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import SearchIncompleteError
 from ..space.encoding import Encoding, EncodingConfig, make_encoding
 from ..space.schedule import Schedule, ScheduleError
-from .attrs import (ANCHOR_ATTR, DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR,
-                    RETRY_ATTR, SCHEDULE_ATTR)
+from .attrs import (ANCHOR_ATTR, DEDUP_ATTR, FAIL_ATTR, KEY_ATTR, OPERATOR_ATTR, ORIGIN_ATTRS, PARENTS_ATTR,
+                    PLAN_ATTR, RETRY_ATTR, SCHEDULE_ATTR)
 from .evaluator import CandidateError, Evaluation
 from .liveness import heartbeat, sweep_stale
 from .samplers import variation_of
@@ -101,8 +101,7 @@ def complete_count(study: optuna.Study) -> int:
 
 
 def _retry_attrs(attrs: dict[str, Any], number: int) -> dict[str, Any]:
-    kept = (ANCHOR_ATTR, PLAN_ATTR, OPERATOR_ATTR, PARENTS_ATTR)
-    return {**{k: v for k, v in attrs.items() if k in kept}, RETRY_ATTR: number}
+    return {**{k: v for k, v in attrs.items() if k in ORIGIN_ATTRS}, RETRY_ATTR: number}
 
 
 def _find_duplicate(study: optuna.Study, key: str, number: int) -> FrozenTrial | None:
@@ -154,7 +153,7 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
     duplicate = _find_duplicate(study, key, trial.number)
     if duplicate is not None:
         for name, value in duplicate.user_attrs.items():
-            if name not in (ANCHOR_ATTR, KEY_ATTR, SCHEDULE_ATTR, PLAN_ATTR, RETRY_ATTR, OPERATOR_ATTR, PARENTS_ATTR):
+            if name not in (*ORIGIN_ATTRS, KEY_ATTR, SCHEDULE_ATTR, RETRY_ATTR):
                 trial.set_user_attr(name, value)
         trial.set_user_attr(DEDUP_ATTR, duplicate.number)
         study.tell(trial, duplicate.values)

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial
 from ..space.structured import POWER_RANGE
 from ..space.trajectory import WARP_POWER, WARP_START
 from .attrs import KEY_ATTR
+from .pareto import dominates
 
 if TYPE_CHECKING:
     from ..space.structured import StructuredEncoding
@@ -30,21 +31,6 @@ if TYPE_CHECKING:
 CROSSOVER_PROB = 0.9
 RETRIES = 8
 PLACEMENT = ("traj", "tstart", "tpow", "full", "warp", "center", "last")
-
-
-def _violation(trial: FrozenTrial) -> float:
-    return sum(max(0.0, c) for c in trial.constraints.values())
-
-
-def _dominates(a: FrozenTrial, b: FrozenTrial, directions: Sequence[StudyDirection]) -> bool:
-    va, vb = _violation(a), _violation(b)
-    if va != vb:
-        return va < vb
-    if a.values is None or b.values is None:
-        return a.values is not None
-    sa = [v if d == StudyDirection.MINIMIZE else -v for v, d in zip(a.values, directions)]
-    sb = [v if d == StudyDirection.MINIMIZE else -v for v, d in zip(b.values, directions)]
-    return all(x <= y for x, y in zip(sa, sb)) and any(x < y for x, y in zip(sa, sb))
 
 
 class StructuredVariation:
@@ -55,7 +41,6 @@ class StructuredVariation:
         self.rng = np.random.RandomState(seed)
         self.children = 0  # children made so far in this process
         self.made: dict[str, Any] = {}  # the last child's operators ("crossover+full+warp") and parents' numbers
-        self._ops: set[str] = set()  # what the last `mutate` did
 
     def __call__(self, study: optuna.Study, search_space: dict[str, Any],
                  parent_population: list[FrozenTrial]) -> dict[str, Any]:
@@ -66,8 +51,8 @@ class StructuredVariation:
         seen = {t.user_attrs.get(KEY_ATTR) for t in study.get_trials(deepcopy=False)}
         ops: set[str] = set()
         for _ in range(RETRIES):
-            child = self.mutate(child)
-            ops |= self._ops
+            child, did = self._mutate(child)
+            ops |= did
             if self.encoding.decode(child).key() not in seen:
                 break
         self.children += 1
@@ -78,7 +63,7 @@ class StructuredVariation:
     def _tournament(self, population: list[FrozenTrial], directions: Sequence[StudyDirection]) -> FrozenTrial:
         i, j = self.rng.choice(len(population), 2, replace=len(population) < 2)
         a, b = population[i], population[j]
-        return b if _dominates(b, a, directions) else a
+        return b if dominates(b, a, directions) else a
 
     # ---------------------------------------------------------------- operators
     def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -96,12 +81,16 @@ class StructuredVariation:
     def mutate(self, params: dict[str, Any]) -> dict[str, Any]:
         """At least one structural change: full calls, placement (warp, center, last call), a phase, a
         ratio or the trajectory."""
+        return self._mutate(params)[0]
+
+    def _mutate(self, params: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+        """`mutate`'s child and the operators that made it."""
         cfg, enc, rng = self.encoding.cfg, self.encoding, self.rng
         child = dict(params)
         ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
             [op for op in ("traj", "last", "tstart") if op in child]
-        self._ops = {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}
-        for op in sorted(self._ops):  # sorted: the same seed breeds the same children in every process
+        chosen = {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}
+        for op in sorted(chosen):  # sorted: the same seed breeds the same children in every process
             if op == "full":  # insert or delete full calls (a step that grows with their number)
                 size = max(1, round(0.15 * child["full"]))
                 delta = int(rng.choice([-1, 1])) * int(rng.randint(1, size + 1))
@@ -122,7 +111,7 @@ class StructuredVariation:
                 child[key] = _step(cfg.ratio_steps, child[key], int(rng.choice([-1, 1])))
             else:
                 child["traj"] = self._neighbour_trajectory(child["traj"])
-        return child
+        return child, chosen
 
     def _neighbour_trajectory(self, name: str) -> str:
         """Another base trajectory near `name`: the same solver one step-count notch up or down, or

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -47,22 +48,31 @@ class NoiseClock:
                 values.append(float(t))
         return np.array(times + [1.0]), np.array(values + [0.0])
 
+    @cached_property
+    def _plan_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._curve(self.plan)
+
+    @cached_property
+    def _run_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._curve(self.run)
+
     def same(self) -> bool:
         """Whether the run's timesteps are the plan's own (nothing to map)."""
         return len(self.plan) == len(self.run) and bool(np.allclose(self.plan, self.run, rtol=0, atol=1e-3))
 
-    def _convert(self, u: float, src: Sequence[float], dst: Sequence[float]) -> float:
-        (ts, vs), (td, vd) = self._curve(src), self._curve(dst)
+    @staticmethod
+    def _convert(u: float, src: tuple[np.ndarray, np.ndarray], dst: tuple[np.ndarray, np.ndarray]) -> float:
+        (ts, vs), (td, vd) = src, dst
         level = float(np.interp(u, ts, vs))
         return float(np.interp(-level, -vd, td))  # clamped to the ends where `dst` starts lower or higher
 
     def to_plan(self, u: float) -> float:
         """The plan's normalized time at the noise level of the run's normalized time `u`."""
-        return self._convert(u, self.run, self.plan)
+        return self._convert(u, self._run_curve, self._plan_curve)
 
     def to_run(self, v: float) -> float:
         """The run's normalized time at the noise level of the plan's normalized time `v`."""
-        return self._convert(v, self.plan, self.run)
+        return self._convert(v, self._plan_curve, self._run_curve)
 
 
 def _source_call(j: int, m: int, n: int, clock: NoiseClock | None = None) -> int:

@@ -17,7 +17,6 @@ steps and score 40.3, 45.9 and 52.7 dB against tuned DPM-Solver++'s 37.0, 43.6 a
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,14 +25,14 @@ from typing import Any, Callable, Sequence
 import optuna
 import torch
 
-from ..atomic import write_atomic
-from ..objectives import paired_metrics, reference_key
-from ..search.evaluator import Calibration, Evaluator
+from ..objectives import paired_metrics
+from ..search.evaluator import Evaluator
 from ..space.placement import full_positions
 from ..space.schedule import FULL, REUSE, Forecast, Schedule
 from ..space.structured import POWER_RANGE
 from ..space.trajectory import LABELS, WARP_POWER, WARP_START, Trajectory, takes, warp_timesteps
 from .build import calibration
+from .tuning import cached_json, calibration_key
 
 SOLVER = "DPMSolverMultistepScheduler"
 CALLS = (5, 7, 10)
@@ -102,27 +101,22 @@ def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: 
         return []
     calib = calibration(config)
     images = max(1, min(images, len(calib.prompts)))
-    key = reference_key(model=config.model, prompts=config.prompts[:images], seeds=config.seeds[:images],
-                        resolution=[config.height, config.width], steps=list(calls), scheduler=SOLVER,
-                        guidance=config.guidance, dtype=config.dtype,
-                        reference=config.reference, reference_steps=config.steps, reference_scheduler=config.scheduler,
-                        converged_spacing=config.converged_spacing, trials=trials, method=METHOD)
+    key = calibration_key(config, images, steps=list(calls), scheduler=SOLVER, trials=trials, method=METHOD)
     path = None if cache_dir is None else Path(cache_dir) / f"refined-{key}.json"
-    if path is not None and path.is_file():
-        try:
-            return [Schedule.from_dict(s) for s in json.loads(path.read_text())["members"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log(f"refined members: {path} is unreadable ({exc}); searching again")
-    subset: Calibration = replace(calib, prompts=calib.prompts[:images], seeds=calib.seeds[:images], batch_size=images)
-    ev = Evaluator(pipe, subset, [], reference=reference[:images], fid=lambda _: 0.0, measure_latency=lambda _: 0.0)
-    members, started = [], time.perf_counter()
-    for k in calls:
-        best, psnr = search(ev, reference[:images], k, trials, config.sampler_seed or 0)
-        log(f"refined member at {k} full calls: {best.meta['label']}, {psnr:.2f} dB on {images} calibration images")
-        members.append(best)
-    log(f"refined members: {len(members)} found with {trials * len(calls)} TPE trials, "
-        f"{time.perf_counter() - started:.0f} s")
-    if path is not None:
-        write_atomic(path, json.dumps({"format": f"datosearch/{METHOD}", "members": [m.to_dict() for m in members]},
-                                      indent=1))
-    return members
+
+    def search_all() -> dict[str, Any]:
+        subset = replace(calib, prompts=calib.prompts[:images], seeds=calib.seeds[:images], batch_size=images)
+        ev = Evaluator(pipe, subset, [], reference=reference[:images], fid=lambda _: 0.0,
+                       measure_latency=lambda _: 0.0)
+        members, started = [], time.perf_counter()
+        for k in calls:
+            best, psnr = search(ev, reference[:images], k, trials, config.sampler_seed or 0)
+            log(f"refined member at {k} full calls: {best.meta['label']}, {psnr:.2f} dB on {images} calibration "
+                f"images")
+            members.append(best)
+        log(f"refined members: {len(members)} found with {trials * len(calls)} TPE trials, "
+            f"{time.perf_counter() - started:.0f} s")
+        return {"format": f"datosearch/{METHOD}", "members": [m.to_dict() for m in members]}
+
+    return cached_json(path, "refined members", search_all,
+                       lambda data: [Schedule.from_dict(m) for m in data["members"]], log)

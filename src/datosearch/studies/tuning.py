@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ PASSES = (0.15, 0.06)  # coordinate-descent step: this fraction of the half gap 
 SD_NOISE = {"beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012}
 METHOD = "tuning@1"
 KINDS = {"config": "best config", "tuned": "tuned", "ays": "AYS"}
+T = TypeVar("T")
 
 
 def explicit_kind(solver: str, base_config: Any) -> str | None:
@@ -220,15 +221,37 @@ def anchor(entry: dict[str, Any], base_config: Any) -> Schedule:
     return Schedule([FULL] * traj.calls(base_config), meta={"name": name, "label": label}, trajectory=traj)
 
 
+def calibration_key(config: Any, images: int, **search: Any) -> str:
+    """`reference_key` of what a pre-study search on the first `images` calibration images against the
+    study's reference depends on, plus the `search`'s own settings (it must name `steps` and `scheduler`)."""
+    return reference_key(model=config.model, prompts=config.prompts[:images], seeds=config.seeds[:images],
+                         resolution=[config.height, config.width], guidance=config.guidance, dtype=config.dtype,
+                         reference=config.reference, reference_steps=config.steps,
+                         reference_scheduler=config.scheduler, converged_spacing=config.converged_spacing, **search)
+
+
+def cached_json(path: Path | None, what: str, compute: Callable[[], dict[str, Any]],
+                read: Callable[[dict[str, Any]], list[T]], log: Callable[[str], None]) -> list[T]:
+    """`read` of the JSON stored at `path`; where there is none or it does not read, of `compute()`'s,
+    then stored there atomically (no `path`: not stored). `what` names it in the log."""
+    if path is not None and path.is_file():
+        try:
+            out = read(json.loads(path.read_text()))
+            log(f"{what}: {len(out)} from {path}")
+            return out
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log(f"{what}: {path} is unreadable ({exc}); searching again")
+    data = compute()
+    if path is not None:
+        write_atomic(path, json.dumps(data, indent=1))
+    return read(data)
+
+
 def cache_path(cache_dir: str | Path, config: Any, steps: Sequence[int], solvers: Sequence[str], images: int,
                explicit_kinds: dict[str, str | None]) -> Path:
     """Where the chosen trajectories of this calibration set, reference and search are cached."""
-    key = reference_key(model=config.model, prompts=config.prompts[:images], seeds=config.seeds[:images],
-                        resolution=[config.height, config.width], steps=list(steps), scheduler=list(solvers),
-                        guidance=config.guidance, dtype=config.dtype, reference=config.reference,
-                        reference_steps=config.steps, reference_scheduler=config.scheduler,
-                        converged_spacing=config.converged_spacing, explicit=explicit_kinds, method=METHOD,
-                        options=list(OPTIONS), grid=list(GRID), passes=list(PASSES))
+    key = calibration_key(config, images, steps=list(steps), scheduler=list(solvers), explicit=explicit_kinds,
+                          method=METHOD, options=list(OPTIONS), grid=list(GRID), passes=list(PASSES))
     return Path(cache_dir) / f"tuning-{key}.json"
 
 
@@ -245,17 +268,13 @@ def tuned_anchors(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: st
     solvers = [Trajectory(s, 1).scheduler for s in solvers]
     kinds = {s: explicit_kind(s, base_config) for s in solvers}
     path = cache_path(cache_dir, config, steps, solvers, images, kinds) if cache_dir is not None else None
-    if path is not None and path.is_file():
-        try:
-            entries = json.loads(path.read_text())["anchors"]
-            log(f"tuned anchors: {len(entries)} from {path}")
-            return [anchor(e, base_config) for e in entries]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log(f"tuned anchors: {path} is unreadable ({exc}); searching again")
-    subset = replace(calib, prompts=calib.prompts[:images], seeds=calib.seeds[:images])
-    entries, cost = _search(pipe, subset, reference[:images], list(steps), solvers, log)
-    log(f"tuned anchors: {len(entries)} found with {cost['generations']} generations of {images} images, "
-        f"{cost['unet_calls']} U-Net calls, {cost['seconds']:.0f} s")
-    if path is not None:
-        write_atomic(path, json.dumps({"format": f"datosearch/{METHOD}", "anchors": entries, "cost": cost}, indent=1))
-    return [anchor(e, base_config) for e in entries]
+
+    def search() -> dict[str, Any]:
+        subset = replace(calib, prompts=calib.prompts[:images], seeds=calib.seeds[:images])
+        entries, cost = _search(pipe, subset, reference[:images], list(steps), solvers, log)
+        log(f"tuned anchors: {len(entries)} found with {cost['generations']} generations of {images} images, "
+            f"{cost['unet_calls']} U-Net calls, {cost['seconds']:.0f} s")
+        return {"format": f"datosearch/{METHOD}", "anchors": entries, "cost": cost}
+
+    return cached_json(path, "tuned anchors", search, lambda data: [anchor(e, base_config) for e in data["anchors"]],
+                       log)
