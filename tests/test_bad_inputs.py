@@ -18,7 +18,7 @@ import pytest
 
 from datosearch import cli
 from datosearch.models import embedded, tiny
-from datosearch.options import BOUNDS, flag
+from datosearch.options import BOUNDS, EXCLUSIVE_LOW, flag
 from datosearch.space import io
 from datosearch.space.schedule import Schedule
 from datosearch.studies import study as studies
@@ -112,6 +112,11 @@ ROWS: list[tuple[str, list[str], Callable[[], None] | None, list[str], list[str]
       for command, extra in [("show", []), ("export", []), ("report", ["--pictures", "0"]), ("resume", [])]],
     ("show-missing-journal", ["show", "--study", "good", "--storage", "journal:none.log"], None,
      ["no study journal at none.log"], []),
+    *[(f"{command}-budget-{value}", [*argv, "--budget", value], None,
+       ["--budget must be a number of minutes > 0 and at most 43200", f"got {value}"], [])
+      for command, argv in [("run", RUN), ("resume", ["resume", "--study", "good"]),
+                            ("worker", ["worker", "--study", "good", "--storage", "sqlite:///studies/good.db"])]
+      for value in ("0", "-3", "nan", "inf")],
     ("run-model-missing-directory", ["run", "--study", "new", "--model", "/nonexistent", "--no-outputs"], None,
      ["cannot load pipeline '/nonexistent'"], []),
 ]
@@ -133,7 +138,7 @@ def _too_big(dest: str) -> str:
 
 
 UPPER = [(f"upper-bound-{flag(dest)}", [*_command_of(dest), flag(dest), _too_big(dest)], None,
-          [flag(dest), f"..{int(BOUNDS[dest].hi)}" if dest != "stale_after" else f"at most {int(BOUNDS[dest].hi)}",
+          [flag(dest), f"at most {int(BOUNDS[dest].hi)}" if dest in EXCLUSIVE_LOW else f"..{int(BOUNDS[dest].hi)}",
            f"got {_too_big(dest)}", BOUNDS[dest].why], [])
          for dest in BOUNDS]
 

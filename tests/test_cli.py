@@ -200,3 +200,32 @@ def test_user_error_types_share_one_base():
 
     for error in (cli.UsageError, ObjectiveError, StudyConfigError, StorageError, StudyNotFoundError):
         assert issubclass(error, DatosearchError) and issubclass(error, ValueError)
+
+
+def test_budget_is_per_command_and_a_resume_with_another_budget_is_not_refused(tmp_path, monkeypatch, capsys):
+    """`--budget MINUTES`: no trial starts once MINUTES have passed since the command's first trial; a new study
+    given no --trials has no trial target; the budget is not part of the study, so a resume or a worker with
+    another budget continues it. A fake clock moves a minute on every look."""
+    from datosearch.options import MAX_TRIALS
+    from datosearch.search import runner
+    from datosearch.studies.study import budget
+
+    minutes = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(runner, "clock", lambda: float(next(minutes)))
+    url = f"sqlite:///{tmp_path}/b.db"
+    storage = ["--study", "b", "--storage", url, "--no-progress"]
+
+    def complete() -> int:
+        return sum(t.state == TrialState.COMPLETE for t in open_study(url, "b").trials)
+
+    with one_thread():
+        assert cli.main(["run", *storage, "--budget", "1", "--no-outputs", *TINY_ARGS]) == 0  # 1 trial, then 1 min
+        assert complete() == 1 and budget(open_study(url, "b")) == MAX_TRIALS
+        assert cli.main(["resume", *storage, "--budget", "2.5", "--no-outputs"]) == 0  # starts at 0, 1 and 2 min
+        assert complete() == 4
+        assert cli.main(["worker", *storage, "--budget", "1"]) == 0
+    err = capsys.readouterr().err
+    assert complete() == 5 and "datosearch: error" not in err and "different configuration" not in err
+    assert [line for line in err.splitlines() if "time budget" in line] == [
+        f"datosearch: time budget of {m} min spent: no new trial started; study 'b' holds {n} COMPLETE trials; "
+        "`datosearch resume --study b` continues it" for m, n in [(1, 1), (2.5, 4), (1, 5)]]

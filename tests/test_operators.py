@@ -19,7 +19,7 @@ from datosearch.studies.report_tables import operators_html
 from search_helpers import FakeEvaluator
 from test_structured import structured
 
-OPS = {"crossover", "full", "warp", "center", "phase", "ratio", "traj", "last", "tstart"}
+OPS = {"local", "crossover", "full", "warp", "center", "phase", "ratio", "traj", "last", "tstart"}
 
 
 def _study(seed: int = 0) -> tuple[optuna.Study, int]:
@@ -84,7 +84,8 @@ def test_operator_table_counts_trials_wins_and_the_front():
             all(c <= p for c, p in zip(t.values, par.values)) and t.values != par.values
             for par in (study.trials[q] for q in t.user_attrs[PARENTS_ATTR]))
 
-    for op in ("crossover", "phase"):
+    assert {"crossover", "local"} <= set(rows)
+    for op in (o for o in rows if o not in ORIGINS):
         expected = sum(beats_a_parent(t) for t in study.trials[n_initial:] if op in operators_of(t))
         assert rows[op]["beat_parent"] == expected, op
     page = operators_html(study)

@@ -7,6 +7,7 @@ import pytest
 
 from datosearch.objectives import paired_metrics
 from datosearch.search.evaluator import generate
+from datosearch.space.encoding import make_encoding
 from datosearch.space.schedule import FULL, REUSE
 from datosearch.space.trajectory import swapped
 from datosearch.studies import refine
@@ -70,3 +71,18 @@ def test_only_studies_searching_the_trajectory_with_reuse_get_them(embedded):
     own = dict(config.encoding, trajectories=config.encoding["trajectories"][:1])
     assert refined_calls(type(config)(**{**vars(config), "encoding": own})) == []
     assert refined_calls(type(config)(**{**vars(config), "encoding": dict(config.encoding, n_calls=12)})) == [5]
+
+
+@pytest.mark.parametrize("extra", [1, 5, 7])
+def test_a_member_is_enqueued_by_genes_that_express_it_exactly(embedded, extra):
+    """Evolution varies the refined plan itself, not its nearest listed neighbour (issue 31)."""
+    _, config, _, _, _ = embedded
+    enc = make_encoding(config.encoding)
+    params = {"extra": extra, "tstart": 0.913, "tpow": 1.618, "power": 0.77, "center": 0.13, "last": True,
+              "order": 2, "damping": 0.75}
+    member = refine.cached_plan(params, 7, 1000, phases=config.encoding["phases"])
+    genes = enc.encode(member)
+    assert genes is not None and genes["traj"] == f"DPMSolverMultistepScheduler:{7 + extra}"
+    assert (genes["tstart"], genes["tpow"], genes["warp"]) == (0.913, 1.618, 0.77)
+    decoded = enc.decode(genes)
+    assert (decoded.cache, decoded.forecast, decoded.trajectory) == (member.cache, member.forecast, member.trajectory)

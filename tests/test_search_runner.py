@@ -224,3 +224,29 @@ def test_ctrl_c_fails_the_trial_and_queues_it_again():
     assert retry.state == TrialState.WAITING and retry.user_attrs["retry_of"] == 0
     run_until(study, FakeEvaluator(), ENC, 2)
     assert study.trials[1].params == first.params
+
+
+def test_deadline_starts_no_trial_once_the_time_is_spent(monkeypatch):
+    """`run_until(deadline=...)` as `study.optimize(timeout=...)`: the clock starts with the first trial (not with
+    `prepare`), a trial that starts in time finishes and is told, none starts after; the target still stops it."""
+    from datosearch.search import runner
+
+    now = [1000.0]
+    monkeypatch.setattr(runner, "clock", lambda: now[0])
+
+    def ten_seconds(record):  # every trial takes 10 s of the fake clock, evaluated or deduplicated
+        now[0] += 10.0
+
+    class SlowPrepare(FakeEvaluator):
+        def prepare(self):  # e.g. the baseline latency: not part of the budget
+            now[0] += 100.0
+
+    study = new_study("random")
+    deadline = runner.Deadline(35.0)
+    records = run_until(study, SlowPrepare(), ENC, 1000, on_trial=ten_seconds, deadline=deadline)
+    # trials start at 0, 10, 20 and 30 s; the fourth ends at 40 s, past the 35 s, and is told; none starts at 40 s
+    assert len(records) == 4 and deadline.spent
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    ample = runner.Deadline(3600.0)  # the target comes first
+    assert len(run_until(study, FakeEvaluator(), ENC, 6, on_trial=ten_seconds, deadline=ample)) == 2
+    assert not ample.spent

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
+from typing import Iterator
 
 HARMLESS: dict[str, re.Pattern[str]] = {
     "transformers.utils.import_utils": re.compile(
@@ -37,3 +39,16 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropHarmless) for f in logger.filters):
             logger.addFilter(_DropHarmless(pattern))
+
+
+@contextmanager
+def optuna_warnings_only() -> Iterator[None]:
+    """Optuna logs warnings only inside (an in-memory helper study's "created" and per-trial lines dropped)."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 from .space.schedule import ScheduleError
 from .errors import DatosearchError, SearchIncompleteError, UserValueError
-from .options import DEFAULTS, export_dir, report_path
+from .options import DEFAULTS, MAX_TRIALS, export_dir, report_path
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
 
 
-DEFAULT_TRIALS = 72  # COMPLETE trials of a new study
+DEFAULT_TRIALS = 96  # COMPLETE trials of a new study
 DEFAULT_PICTURES = 4  # held-out seeds pictured per schedule in the report (studies.report_pictures.DEFAULT_PICTURES)
 # `run`'s quick held-out check of the exported front: images and interleaved timing rounds, with no extra rounds
 # for close calls (the claims in README come from `export --heldout 200`, which times in verify.TIMING_ROUNDS
@@ -108,6 +108,10 @@ def _worker_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stale-after", type=float, help="fail and re-queue RUNNING trials of other hosts older than this "
                    "many seconds (Journal storage, which has no heartbeats; RDB storages use heartbeats)")
+    p.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="start no new trial once MINUTES have passed since this command's first trial started (the "
+                        "running one finishes and is stored); without --trials, a new study has no trial target; "
+                        "this command's limit only, not stored in the study")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -139,7 +143,8 @@ def _url(args: argparse.Namespace) -> str:
 
 
 def _opts(args: argparse.Namespace) -> dict[str, Any]:
-    skip = ("study", "storage", "trials", "threads", "command", "func", "stale_after", "no_progress", "no_outputs")
+    skip = ("study", "storage", "trials", "threads", "command", "func", "stale_after", "no_progress", "no_outputs",
+            "budget")  # budget: this command's time limit, not a setting of the study
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
@@ -156,36 +161,33 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 
 def _execute(args: argparse.Namespace, resume: bool) -> int:
+    from .search.runner import Deadline
     from .studies import study as studies
     from .studies.launch import open_run
+    from .studies.progress import progress_bar
 
     url = _url(args)
     _set_threads(args)
     existed = resume or studies.exists(url, args.study)
     run = open_run(url, args.study, _opts(args), resume)
     study, config = run.study, run.config
-    target = args.trials if args.trials is not None else (None if existed else DEFAULT_TRIALS)
+    new_target = MAX_TRIALS if args.budget is not None else DEFAULT_TRIALS  # --budget alone: no trial target
+    target = args.trials if args.trials is not None else (None if existed else new_target)
+    deadline = None if args.budget is None else Deadline(60 * args.budget)
     print(f"{'created' if run.created else 'continuing'} study {args.study!r} in {url} (model {config.model}, "
           f"{config.encoding['n_calls']} U-Net calls, {len(config.prompts)} calibration images, sampler {config.sampler})",
           file=sys.stderr)
-    bar = _progress(study, target, disabled=args.no_progress)
+    bar = progress_bar(study, target, disabled=args.no_progress)
     try:
-        studies.run(study, run.evaluator, config, target, bar.update_trial if bar else None, args.stale_after)
+        studies.run(study, run.evaluator, config, target, bar.update_trial if bar else None, args.stale_after, deadline)
     finally:
         if bar:
             bar.close()
+    if deadline is not None and deadline.spent:
+        print(f"datosearch: {studies.time_budget_spent(study, args.budget)}", file=sys.stderr)
     if not args.no_outputs:
         _outputs(study, args, url, run.pipe, getattr(args, "heldout", 0) or 0)
     return 0
-
-
-def _progress(study: Any, target: int | None, disabled: bool) -> Any:
-    if disabled:
-        return None
-    from .studies.progress import ProgressBar
-    from .studies.study import budget
-
-    return ProgressBar(study, target if target is not None else budget(study))
 
 
 def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None = None, refine: bool = True) -> Any:

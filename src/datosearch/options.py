@@ -27,6 +27,7 @@ MAX_CALLS = MAX_STEPS + 1  # PNDM/PLMS make one U-Net call more than their steps
 MAX_IMAGES = 20_000
 MAX_TRIALS = 100_000
 MAX_BATCH = 256
+MAX_BUDGET_MINUTES = 30 * 24 * 60
 # a new study's settings where the command line gives none (`studies.resolve`); `--help` states them from here
 DEFAULTS: dict[str, Any] = dict(model="embedded", images=24, steps=50, dtype="float32", batch_size=24,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",
@@ -89,8 +90,10 @@ BOUNDS: dict[str, Bound] = {
                               "too large to open"),
     "stale_after": Bound(0, 30 * 86_400, "a trial running for 30 days is stale whatever its worker does",
                          integer=False),
+    "budget": Bound(0, MAX_BUDGET_MINUTES, "a time limit of more than 30 days limits nothing: leave --budget out "
+                                           "and stop the search with Ctrl-C", integer=False),
 }
-EXCLUSIVE_LOW = ("stale_after",)  # strictly above `lo`
+EXCLUSIVE_LOW = {"stale_after": "seconds", "budget": "minutes"}  # strictly above `lo`: their unit
 NONEMPTY_LISTS = ("objectives", "branches", "prompts")
 FLAGS = {"sampler_seed": "--seed", "prompts": "--prompt"}
 
@@ -117,9 +120,8 @@ def _check_number(dest: str, value: Any) -> None:
     if not (math.isfinite(value) and low_ok and value <= bound.hi) or off_step:
         why = f" ({bound.why})" if value > bound.hi or off_step else ""
         if dest in EXCLUSIVE_LOW:
-            raise OptionError(f"{flag(dest)} must be a number of seconds > {_number(bound.lo)} and at most "
-                              f"{_number(bound.hi)}"
-                              f"{why}, got {value}")
+            raise OptionError(f"{flag(dest)} must be a number of {EXCLUSIVE_LOW[dest]} > {_number(bound.lo)} "
+                              f"and at most {_number(bound.hi)}{why}, got {_number(value)}")
         raise OptionError(f"{flag(dest)} must be {bound.allowed()}{why}, got {value}")
 
 

@@ -33,6 +33,25 @@ class CandidateEvaluator(Protocol):
 
 
 
+clock = time.monotonic  # what a `Deadline` reads (the tests replace it)
+
+
+class Deadline:
+    """A time budget of `run_until`, as `study.optimize(timeout=...)`: no trial starts once `seconds` have
+    passed since the first trial did; a running trial finishes and is told. `spent`: it stopped the loop."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.started, self.spent = seconds, None, False
+
+    def allows_trial(self) -> bool:
+        """Whether a trial may start now (the first call starts the clock)."""
+        now = clock()
+        if self.started is None:
+            self.started = now
+        self.spent = now - self.started >= self.seconds
+        return not self.spent
+
+
 _OOM_TEXT = ("out of memory", "can't allocate memory", "failed to allocate memory")
 
 
@@ -184,22 +203,23 @@ def _run_asked(study: optuna.Study, trial: optuna.Trial, evaluator: CandidateEva
 
 def run_until(study: optuna.Study, evaluator: CandidateEvaluator, encoding: EncodingConfig | Encoding, target: int,
               on_trial: Callable[[TrialRecord], Any] | None = None,
-              stale_after: float | None = None) -> list[TrialRecord]:
-    """Run trials until the study holds `target` COMPLETE trials, counted across all workers.
+              stale_after: float | None = None, deadline: Deadline | None = None) -> list[TrialRecord]:
+    """Run trials until the study holds `target` COMPLETE trials, counted across all workers, or until
+    the `deadline` is spent (then `deadline.spent` is True).
 
     The budget rule: a worker starts a trial only while COMPLETE < target, so N workers end with
     target <= COMPLETE <= target + (trials in flight when the budget was hit) <= target + N - 1.
     Before each trial, trials of crashed workers are failed and re-queued (`sweep_stale`). A worker
-    gives up after `max(10, target)` failures in a row (a configuration where nothing can work) and
+    gives up after `max(10, min(target, 100))` failures in a row (a configuration where nothing can work) and
     raises `SearchIncompleteError` saying how many trials failed and the most common `fail_reason`.
     """
     records: list[TrialRecord] = []
     encoding = make_encoding(encoding)
     evaluator.prepare()  # e.g. the baseline latency, before the first trial's clock starts
-    failures_in_row, limit = 0, max(10, target)
+    failures_in_row, limit = 0, max(10, min(target, 100))  # a time budget's target is unbounded
     while failures_in_row < limit:
         sweep_stale(study, stale_after)
-        if complete_count(study) >= target:
+        if complete_count(study) >= target or (deadline is not None and not deadline.allows_trial()):
             break
         record = run_trial(study, evaluator, encoding)
         failures_in_row = failures_in_row + 1 if record.state == TrialState.FAIL else 0

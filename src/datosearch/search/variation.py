@@ -1,8 +1,11 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
-Parents are picked by binary tournament (feasible before infeasible, then Pareto dominance). The
-crossover keeps structure: the placement block (trajectory and its timestep genes, full-call count,
-warp, center, last) comes whole from one parent, each phase's (action, order, damping) from either,
+Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
+front, drawn uniformly: its continuous genes (placement, timesteps) proposed by Optuna's TPE on the
+study's trials that share its other genes (`search.local`). Otherwise the child is bred from parents
+picked by binary tournament (feasible before infeasible, then Pareto dominance). The crossover keeps
+structure: the placement block (trajectory and its timestep genes, full-call count, warp, center,
+last) comes whole from one parent, each phase's (action, order, damping) from either,
 each pruning ratio from either. Mutations insert or delete full calls, shift them (warp, center,
 ending on the last call or not), change a phase's action or forecast, step a pruning ratio, switch
 the trajectory, or move where its steps sit (a small step on the timestep genes' start and bend).
@@ -22,13 +25,17 @@ from optuna.trial import FrozenTrial
 
 from ..space.structured import POWER_RANGE
 from ..space.trajectory import WARP_POWER, WARP_START
-from .attrs import KEY_ATTR
-from .pareto import dominates
+from . import local
+from .attrs import KEY_ATTR, PLAN_ATTR
+from .local import PLACEMENT_GENES, TIMESTEP_GENES
+from .pareto import dominates, pareto_trials
 
 if TYPE_CHECKING:
     from ..space.structured import StructuredEncoding
 
 CROSSOVER_PROB = 0.9
+LOCAL_PROB = 0.5  # chance that a child starts a burst of local refinements (`search.local`) of one front member
+BURST = 4  # local children per front member in a row: TPE sees the earlier ones' scores
 RETRIES = 8
 PLACEMENT = ("traj", "tstart", "tpow", "full", "warp", "center", "last")
 
@@ -40,15 +47,25 @@ class StructuredVariation:
         self.encoding = encoding
         self.rng = np.random.RandomState(seed)
         self.children = 0  # children made so far in this process
+        self._focus: tuple[int, int] | None = None  # the front member being refined and its local children to come
         self.made: dict[str, Any] = {}  # the last child's operators ("crossover+full+warp") and parents' numbers
 
     def __call__(self, study: optuna.Study, search_space: dict[str, Any],
                  parent_population: list[FrozenTrial]) -> dict[str, Any]:
+        trials = study.get_trials(deepcopy=False)
+        seen = {t.user_attrs.get(KEY_ATTR) for t in trials}
+        if self._focus or self.rng.rand() < LOCAL_PROB:
+            parent = self._local_parent(trials, study.directions)
+            child = self._local(parent, trials, seen) if parent is not None else None
+            if child is not None:
+                self.children += 1
+                self.made = {"operator": "local", "parents": [parent.number]}
+                return {k: v for k, v in child.items() if k in search_space}
+            self._focus = None
         a = self._tournament(parent_population, study.directions)
         b = self._tournament(parent_population, study.directions)
         crossed = self.rng.rand() < CROSSOVER_PROB
         child = self.crossover(a.params, b.params) if crossed else dict(a.params)
-        seen = {t.user_attrs.get(KEY_ATTR) for t in study.get_trials(deepcopy=False)}
         ops: set[str] = set()
         for _ in range(RETRIES):
             child, did = self._mutate(child)
@@ -66,6 +83,29 @@ class StructuredVariation:
         return b if dominates(b, a, directions) else a
 
     # ---------------------------------------------------------------- operators
+    def _local_parent(self, trials: list[FrozenTrial], directions: Sequence[StudyDirection]) -> FrozenTrial | None:
+        """The front member to refine: the focus of the current burst, else one drawn uniformly from the Pareto
+        front of the trials whose genes are their plan (what genes can express), refined for the next `BURST`
+        local children."""
+        if self._focus:
+            number, left = self._focus
+            self._focus = (number, left - 1) if left > 1 else None
+            return next(t for t in trials if t.number == number)
+        front = pareto_trials([t for t in trials if PLAN_ATTR not in t.user_attrs], directions)
+        if not front:
+            return None
+        parent = front[self.rng.randint(len(front))]
+        self._focus = (parent.number, BURST - 1) if BURST > 1 else None
+        return parent
+
+    def _local(self, parent: FrozenTrial, trials: list[FrozenTrial], seen: set[Any]) -> dict[str, Any] | None:
+        """`search.local`'s refinement of `parent`'s continuous genes: the first proposal not yet evaluated
+        (None: every proposal repeats one)."""
+        free = PLACEMENT_GENES + (TIMESTEP_GENES if self.encoding.warped(parent.params) else ())
+        proposals = local.propose(parent, trials, self.encoding.plan_distributions(), free,
+                                  seed=int(self.rng.randint(2**31)), asks=RETRIES)
+        return next((p for p in proposals if self.encoding.decode(p).key() not in seen), None)
+
     def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         """Placement block from one parent; phases and ratios gene-group-wise from either."""
         first, second = (a, b) if self.rng.rand() < 0.5 else (b, a)

@@ -119,6 +119,12 @@ class StructuredEncoding(Encoding):
                 forecast[t] = Forecast(int(params[f"ord{p}"]), float(params[f"damp{p}"]))
         return Schedule(plan, forecast=forecast, trajectory=self._base(traj, params) if index > 0 else None)
 
+    def warped(self, params: Mapping[str, Any]) -> bool:
+        """Whether the timestep genes of `params` move its trajectory's steps (not the study's own trajectory,
+        whose timesteps stay the pipeline's; a listed one whose scheduler takes explicit timesteps)."""
+        index, traj = self._trajectory(params)
+        return index > 0 and "tstart" in params and _warpable(traj)
+
     @property
     def timestep_genes(self) -> bool:
         """Whether the genome has ``tstart`` / ``tpow`` (some trajectory's scheduler takes explicit timesteps)."""
@@ -132,7 +138,11 @@ class StructuredEncoding(Encoding):
         return replace(base, timesteps=warp_timesteps(base.steps, float(params["tstart"]), float(params["tpow"])))
 
     def encode_plan(self, schedule: Schedule) -> dict[str, Any] | None:
-        """Exact genes: the nearest genes if they decode to the same plan, forecasts and trajectory."""
+        """Exact genes: the genes the schedule names (`meta["genes"]`, as `studies.refine`'s members do) or the
+        nearest genes, if they decode to the same plan, forecasts and trajectory."""
+        named = schedule.meta.get("genes")
+        if named is not None and self._decodes_to(named, schedule):
+            return {k: v for k, v in named.items() if k in self.plan_distributions()}
         params = self.nearest_plan(schedule)
         if params is None:
             return None
@@ -140,11 +150,18 @@ class StructuredEncoding(Encoding):
         grid = itertools.chain([(params["warp"], params["center"])], _placement_grid())
         for (warp, center), last in itertools.product(grid, lasts):
             trial = {**params, "warp": warp, "center": center, **last}
-            decoded = self.decode_plan(trial)
-            if (decoded.cache, decoded.forecast, decoded.trajectory) == \
-                    (schedule.cache, schedule.forecast, schedule.trajectory):
+            if self._decodes_to(trial, schedule):
                 return trial
         return None
+
+    def _decodes_to(self, params: Mapping[str, Any], schedule: Schedule) -> bool:
+        """Whether `params` (plan genes) decode to `schedule`'s plan, forecasts and trajectory."""
+        try:
+            decoded = self.decode_plan(params)
+        except (KeyError, ValueError):  # genes of another encoding
+            return False
+        return (decoded.cache, decoded.forecast, decoded.trajectory) == \
+            (schedule.cache, schedule.forecast, schedule.trajectory)
 
     def nearest_plan(self, schedule: Schedule) -> dict[str, Any] | None:
         """Genes of the family member closest to `schedule`: same trajectory (if offered), full-call

@@ -50,6 +50,9 @@ def default_prompts(n: int) -> tuple[list[str], list[int]]:
 
 
 SEARCH_STEPS = (6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+# DPM-Solver++ 2M, whose timesteps are genes, at every count of the refined members' family (`studies.refine`:
+# K+1..2K steps for K <= 10 full calls), so that their genes express them exactly and evolution varies them
+DENSE_SOLVER, DENSE_STEPS = "DPMSolverMultistepScheduler", tuple(range(6, 21))
 FEWER_STEPS = (5, 7, 10, 15, 25)
 SEARCH_SOLVERS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
 
@@ -67,9 +70,10 @@ def scheduler_calls(pipe: Any, scheduler: str, steps: int) -> int:
 
 def trajectories(pipe: Any, steps: int) -> list[dict[str, Any]]:
     """Base trajectories for `--search-steps`: the study's own first, then its scheduler, DPM-Solver++ 2M
-    and UniPC at `SEARCH_STEPS`."""
+    and UniPC at `SEARCH_STEPS` (DPM-Solver++ also at `DENSE_STEPS`)."""
     own = type(pipe.scheduler).__name__
-    pairs = [(own, steps)] + [(name, s) for name in (own, *SEARCH_SOLVERS) for s in SEARCH_STEPS
+    pairs = [(own, steps)] + [(name, s) for name in (own, *SEARCH_SOLVERS)
+                              for s in sorted(set(SEARCH_STEPS) | set(DENSE_STEPS if name == DENSE_SOLVER else ()))
                               if (name, s) != (own, steps)]
     return trajectory_table(pipe, pairs)
 

@@ -6,7 +6,9 @@ searches one family on the first `IMAGES` calibration images against the study's
 held-out seeds): DPM-Solver++ 2M at n = K+1..2K steps, timesteps `warp_timesteps(n, start, power)`, K
 full calls placed by `full_positions(power, center, last)` as the structured encoding places them, every
 other call a forecast reuse (order, damping). Reuse runs no U-Net layer, so a member costs about K calls.
-The best plan of each K is enqueued as a first-generation member (operator "refined"; its exact plan).
+The best plan of each K is enqueued as a first-generation member (operator "refined") by its structured
+genes (`genes`; the study lists DPM-Solver++ at every step count of the family), so that evolution and its
+local refinement (`search.local`) vary the plan itself.
 Results are cached as JSON under the study's directory, as the tuned anchors are.
 
 Measured (the default study exported with `--heldout 200`, README "Refined members"): at 5, 7 and 10
@@ -25,10 +27,12 @@ from typing import Any, Callable, Sequence
 import optuna
 import torch
 
+from .._quiet import optuna_warnings_only
 from ..objectives import paired_metrics
 from ..search.evaluator import Evaluator
 from ..space.placement import full_positions
 from ..space.schedule import FULL, REUSE, Forecast, Schedule
+from ..space.encoding import DAMPING_STEPS, gene_of
 from ..space.structured import POWER_RANGE
 from ..space.trajectory import LABELS, WARP_POWER, WARP_START, Trajectory, takes, warp_timesteps
 from .build import calibration
@@ -36,13 +40,14 @@ from .tuning import cached_json, calibration_key
 
 SOLVER = "DPMSolverMultistepScheduler"
 CALLS = (5, 7, 10)
-TRIALS = 60  # TPE trials per count of full calls (the two `starts` included)
+TRIALS = 40  # TPE trials per count of full calls (the two `starts` included); the study refines further (`search.local`)
 IMAGES = 16  # the first calibration images the search scores on
-METHOD = "refine@1"
+METHOD = "refine@2"  # @2: damping on the encoding's steps, genes in the members' meta
 
 
-def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER) -> Schedule:
-    """`k` full calls on `solver` at k + `extra` warped steps, forecast reuse between."""
+def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER, phases: int = 3) -> Schedule:
+    """`k` full calls on `solver` at k + `extra` warped steps, forecast reuse between; its genes in `meta`
+    (`genes`, for a structured encoding of `phases` phases)."""
     n = k + int(params["extra"])
     traj = Trajectory(solver, n, timesteps=warp_timesteps(n, params["tstart"], params["tpow"], top))
     full = set(full_positions(n, k, params["power"], params["center"], params["last"]))
@@ -50,7 +55,19 @@ def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER) 
     forecast = {c: Forecast(order, float(params["damping"])) for c in range(n) if c not in full}
     label = f"{LABELS.get(solver, solver)} {n} (searched timesteps), {k} full, forecast {order}"
     return Schedule([FULL if c in full else REUSE for c in range(n)], forecast=forecast, trajectory=traj,
-                    meta={"name": f"refined-{k}", "label": label})
+                    meta={"name": f"refined-{k}", "label": label, "genes": genes(params, k, solver, phases)})
+
+
+def genes(params: dict[str, Any], k: int, solver: str, phases: int) -> dict[str, Any]:
+    """The structured encoding's genes of `cached_plan(params, k)`: the study enqueues the member by them
+    (`StructuredEncoding.encode_plan` checks that they decode to its plan), so evolution varies the plan
+    itself. The study lists `solver` at every step count of the family (`studies.build.DENSE_STEPS`)."""
+    out = {"traj": f"{solver}:{k + int(params['extra'])}", "full": k, "warp": float(params["power"]),
+           "center": float(params["center"]), "last": bool(params["last"]), "tstart": float(params["tstart"]),
+           "tpow": float(params["tpow"])}
+    for p in range(phases):
+        out.update({f"act{p}": gene_of(REUSE), f"ord{p}": int(params["order"]), f"damp{p}": float(params["damping"])})
+    return out
 
 
 def suggest(trial: optuna.Trial, k: int) -> dict[str, Any]:
@@ -59,7 +76,7 @@ def suggest(trial: optuna.Trial, k: int) -> dict[str, Any]:
             "tpow": trial.suggest_float("tpow", *WARP_POWER),
             "power": trial.suggest_float("power", *POWER_RANGE, log=True),
             "center": trial.suggest_float("center", 0.0, 1.0), "last": trial.suggest_categorical("last", [True, False]),
-            "order": trial.suggest_int("order", 1, 2), "damping": trial.suggest_float("damping", 0.3, 1.0)}
+            "order": trial.suggest_int("order", 1, 2), "damping": trial.suggest_categorical("damping", DAMPING_STEPS)}
 
 
 def starts(k: int) -> list[dict[str, Any]]:
@@ -72,7 +89,7 @@ def starts(k: int) -> list[dict[str, Any]]:
 
 
 def search(ev: Evaluator, reference: torch.Tensor, k: int, trials: int = TRIALS, seed: int = 0,
-           solver: str = SOLVER) -> tuple[Schedule, float]:
+           solver: str = SOLVER, phases: int = 3) -> tuple[Schedule, float]:
     """TPE over the family at `k` full calls, by PSNR of `ev`'s images against `reference`: (best, its PSNR)."""
     top = ev.pipe.scheduler.config["num_train_timesteps"]
 
@@ -82,13 +99,9 @@ def search(ev: Evaluator, reference: torch.Tensor, k: int, trials: int = TRIALS,
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     for start in starts(k):
         study.enqueue_trial(start)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial
-    try:
+    with optuna_warnings_only():  # no log line per trial
         study.optimize(objective, n_trials=trials)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return cached_plan(study.best_params, k, top, solver), study.best_value
+    return cached_plan(study.best_params, k, top, solver, phases), study.best_value
 
 
 def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: Any = None,
@@ -110,7 +123,8 @@ def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: 
                        measure_latency=lambda _: 0.0)
         members, started = [], time.perf_counter()
         for k in calls:
-            best, psnr = search(ev, reference[:images], k, trials, config.sampler_seed or 0)
+            best, psnr = search(ev, reference[:images], k, trials, config.sampler_seed or 0,
+                                phases=config.encoding.get("phases", 3))
             log(f"refined member at {k} full calls: {best.meta['label']}, {psnr:.2f} dB on {images} calibration "
                 f"images")
             members.append(best)

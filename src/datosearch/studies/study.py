@@ -8,7 +8,8 @@ from typing import Any, Callable, Sequence
 import optuna
 
 from ..errors import UserValueError
-from ..search.runner import CandidateEvaluator, TrialRecord, enqueue_anchors, enqueue_initial, run_until
+from ..search.runner import (CandidateEvaluator, Deadline, TrialRecord, complete_count, enqueue_anchors, enqueue_initial,
+                             run_until)
 from ..search.samplers import make_sampler
 from ..space.encoding import make_encoding
 from ..space.schedule import Schedule
@@ -94,9 +95,18 @@ def budget(study: optuna.Study) -> int:
 
 
 def run(study: optuna.Study, evaluator: CandidateEvaluator, config: StudyConfig, target: int | None,
-        on_trial: Callable[[TrialRecord], Any] | None = None, stale_after: float | None = None) -> list[TrialRecord]:
+        on_trial: Callable[[TrialRecord], Any] | None = None, stale_after: float | None = None,
+        deadline: Deadline | None = None) -> list[TrialRecord]:
     """Run until the study holds `target` COMPLETE trials (None: the stored budget), with any number
-    of other workers; trials of crashed workers are failed and re-queued on the way (`run_until`)."""
+    of other workers, or until this run's `deadline` is spent (a time budget, never stored in the study);
+    trials of crashed workers are failed and re-queued on the way (`run_until`)."""
     if target is not None:
         study.set_user_attr(BUDGET_ATTR, int(target))
-    return run_until(study, evaluator, make_encoding(config.encoding), budget(study), on_trial, stale_after)
+    return run_until(study, evaluator, make_encoding(config.encoding), budget(study), on_trial, stale_after, deadline)
+
+
+def time_budget_spent(study: optuna.Study, minutes: float) -> str:
+    """What `run | resume | worker --budget MINUTES` says when its time budget stopped the search."""
+    name = study.study_name
+    return (f"time budget of {minutes:g} min spent: no new trial started; study {name!r} holds "
+            f"{complete_count(study)} COMPLETE trials; `datosearch resume --study {name}` continues it")

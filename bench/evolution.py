@@ -1,0 +1,137 @@
+"""Does evolution earn its keep? The default study per NSGA-II seed, its first generation against its final
+front on held-out images (issue 31).
+
+    PYTHONPATH=src python bench/evolution.py [--seeds 0,1,2] [--images 100] [--trials N]
+
+Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
+`--trials` defaults to the CLI's). Then, per study: the first generation (the enqueued trials: anchors,
+refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
+calls in `CALLS` the two best trials of each by calibration PSNR are re-scored on `--images` held-out images
+(seeds 777000+, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
+Reported per seed: the hypervolume of each front in (held-out PSNR, the study's predicted speed-up) with one
+reference point (20 dB, 0.91x), the best held-out PSNR at K calls of the first generation and of the whole
+study, and the per-operator table (`search.operators`). Writes bench/results/evolution-embedded.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from datosearch import cli
+from datosearch.models import load
+from datosearch.objectives import device_name
+from datosearch.search.attrs import OPERATOR_ATTR, PAIRED_PREFIX, SPEEDUP_ATTR
+from datosearch.search.operators import operator_table
+from datosearch.search.pareto import feasible_complete, hypervolume, pareto_trials
+from datosearch.studies import study as studies
+from datosearch.studies.front import trial_schedule
+from datosearch.studies.heldout import score_heldout
+
+RESULTS = Path(__file__).parent / "results"
+FIRST = ("anchor", "refined", "seeded")
+CALLS = (5, 7, 10)
+REFERENCE = (-20.0, 1.1)  # (−PSNR dB, 1 / speed-up), minimised: 20 dB, 1/1.1x
+
+
+def computed_calls(trial: optuna.trial.FrozenTrial) -> int:
+    counts = trial_schedule(trial).counts()
+    return counts["full"] + counts.get("shallow", 0)
+
+
+def candidates(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """The trials to re-score: both fronts, and the two best (calibration PSNR) at each of `CALLS`."""
+    done = [t for t in feasible_complete(study.get_trials(deepcopy=False)) if PAIRED_PREFIX + "psnr" in t.user_attrs]
+    first = [t for t in done if t.user_attrs.get(OPERATOR_ATTR) in FIRST]
+    out = {"first_front": pareto_trials(first, study.directions), "final_front": pareto_trials(done, study.directions)}
+    for k in CALLS:
+        for label, pool in (("first", first), ("all", done)):
+            at_k = sorted((t for t in pool if computed_calls(t) == k), key=lambda t: -t.user_attrs[PAIRED_PREFIX + "psnr"])
+            out[f"{label}_{k}"] = at_k[:2]
+    return out
+
+
+def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any, cache: Path) -> dict[str, Any]:
+    name = f"evo-{seed}"
+    argv = ["run", "--study", name, "--storage", storage, "--seed", str(seed), "--no-outputs", "--no-progress"]
+    started = time.perf_counter()
+    cli.main(argv + (["--trials", str(trials)] if trials else []))
+    study_s = time.perf_counter() - started
+    study = optuna.load_study(study_name=name, storage=storage)
+    config = studies.stored_config(study)
+    groups = candidates(study)
+    unique = {t.number: t for ts in groups.values() for t in ts}
+    numbers = sorted(unique)
+    rows = score_heldout(pipe, [trial_schedule(unique[n]) for n in numbers], images, names=[f"trial-{n}" for n in numbers],
+                         steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, model=config.model,
+                         cache_dir=cache, repeats=1, refine_factor=0, log=lambda m: print(f"  {m}", file=sys.stderr))
+    psnr = {n: r["psnr_converged"] for n, r in zip(numbers, rows)}
+
+    def hv(trials: list[optuna.trial.FrozenTrial]) -> float:
+        return hypervolume([(-psnr[t.number], 1.0 / t.user_attrs[SPEEDUP_ATTR]) for t in trials], REFERENCE)
+
+    best = {f"{label}_{k}": max((psnr[t.number] for t in groups[f"{label}_{k}"]), default=None)
+            for k in CALLS for label in ("first", "all")}
+    origin = {n: unique[n].user_attrs.get(OPERATOR_ATTR) for n in numbers}
+    return {"seed": seed, "study_s": round(study_s, 1), "trials": len(study.trials),
+            "hv_first": hv(groups["first_front"]), "hv_final": hv(groups["final_front"]), "best": best,
+            "final_front_operators": sorted(origin[t.number] for t in groups["final_front"]),
+            "rows": [{"trial": n, "operator": origin[n], "calls": computed_calls(unique[n]),
+                      "speedup_model": unique[n].user_attrs[SPEEDUP_ATTR], "psnr_calibration":
+                      unique[n].user_attrs[PAIRED_PREFIX + "psnr"], "psnr_heldout": psnr[n]} for n in numbers],
+            "operators": operator_table(study)}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [f"# Evolution against its first generation (embedded model, {data['images']} held-out images)", "",
+             f"{data['device']}. Default study per NSGA-II seed (`datosearch run --seed S`), {data['trials_note']}. "
+             "Hypervolume in (held-out PSNR against the converged reference, predicted speed-up), reference "
+             f"(20 dB, 0.91x). Best held-out PSNR (dB) at K computed U-Net calls: first generation / whole study.", "",
+             "| seed | study min | HV first gen | HV final | " + " | ".join(f"{k} calls" for k in CALLS) + " | final front by operator |",
+             "|---|---|---|---|" + "---|" * len(CALLS) + "---|"]
+    for r in data["seeds"]:
+        cells = []
+        for k in CALLS:
+            a, b = r["best"][f"first_{k}"], r["best"][f"all_{k}"]
+            cells.append("-" if a is None or b is None else f"{a:.2f} / {b:.2f} ({b - a:+.2f})")
+        ops = {o: r["final_front_operators"].count(o) for o in sorted(set(r["final_front_operators"]))}
+        lines.append(f"| {r['seed']} | {r['study_s'] / 60:.1f} | {r['hv_first']:.3f} | {r['hv_final']:.3f} | "
+                     + " | ".join(cells) + " | " + ", ".join(f"{o} {c}" for o, c in ops.items()) + " |")
+    lines += ["", "Per operator (trials / children that dominate a parent / on the study's front):", ""]
+    for r in data["seeds"]:
+        lines.append(f"- seed {r['seed']}: " + "; ".join(
+            f"{o['operator']} {o['trials']}/{'-' if o['beat_parent'] is None else o['beat_parent']}/{o['on_front']}"
+            for o in r["operators"]))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--images", type=int, default=100)
+    p.add_argument("--trials", type=int, default=None, help="trials per study (default: the CLI's)")
+    p.add_argument("--dir", default="studies/evolution", help="where the studies and caches go")
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{root.resolve() / 'evolution.db'}"
+    pipe = load("embedded")
+    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache")
+             for s in args.seeds.split(",")]
+    data = {"device": device_name(pipe.device), "images": args.images, "seeds": seeds,
+            "trials_note": f"{args.trials or cli.DEFAULT_TRIALS} trials"}
+    (RESULTS / "evolution-embedded.json").write_text(json.dumps(data, indent=1))
+    (RESULTS / "evolution-embedded.md").write_text(markdown(data))
+    print(markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

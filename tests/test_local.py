@@ -1,0 +1,143 @@
+"""Local refinement (`search.local`, issue 31): a child keeps its parent's discrete genes and TPE, fitted on
+the study's trials of that niche, moves its continuous ones toward the niche's best."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from datosearch.search import local, make_sampler, run_until
+from datosearch.search.attrs import OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR
+from datosearch.search.pareto import pareto_trials
+from datosearch.search.runner import enqueue_initial
+from datosearch.search.variation import StructuredVariation
+from datosearch.space.encoding import make_encoding
+from search_helpers import FakeEvaluator
+from test_structured import TIMESTEP_TRAJ, structured
+
+FREE = local.PLACEMENT_GENES + local.TIMESTEP_GENES
+BEST = {"tstart": 0.8, "tpow": 2.2, "warp": 0.7, "center": 0.2}
+
+
+def _encoding():
+    return make_encoding(structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True, last_gene=True))
+
+
+def _parent(enc) -> dict:
+    return {**enc.initial()[0], "traj": "DPMSolverMultistepScheduler:25"}
+
+
+def _niche_trials(enc, parent: dict, n: int = 40, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
+    """`n` scored trials of `parent`'s niche, PSNR peaking at `BEST`, plus trials that must be ignored."""
+    dists, rng = enc.plan_distributions(), np.random.RandomState(seed)
+    out = []
+    for i in range(n):
+        genes = {k: float(rng.uniform(dists[k].low, dists[k].high)) for k in FREE}
+        psnr = 40.0 - sum(((genes[k] - BEST[k]) / (dists[k].high - dists[k].low)) ** 2 for k in FREE) * 30
+        out.append(create_trial(params={**parent, **genes}, distributions=enc.distributions(), values=[0.0, 0.0],
+                                user_attrs={local.SCORE: psnr}))
+    other = {**parent, **BEST, "full": parent["full"] - 1}  # another niche: ignored
+    planned = {**parent, **BEST}  # genes that are not its plan: ignored
+    out.append(create_trial(params=other, distributions=enc.distributions(), values=[0.0, 0.0],
+                            user_attrs={local.SCORE: 99.0}))
+    out.append(create_trial(params=planned, distributions=enc.distributions(), values=[0.0, 0.0],
+                            user_attrs={local.SCORE: 99.0, PLAN_ATTR: {}}))
+    for number, t in enumerate(out):
+        t.number = number
+    return out
+
+
+def test_history_is_the_niche_s_scored_trials_whose_genes_are_their_plan():
+    enc = _encoding()
+    parent = _parent(enc)
+    trials = _niche_trials(enc, parent)
+    kept = local.niche(trials[0], FREE)
+    assert set(kept) == set(parent) - set(FREE)
+    assert [t.number for t in local.history(trials, kept, FREE)] == list(range(40))
+
+
+def test_proposals_keep_the_discrete_genes_and_move_toward_the_niche_s_best():
+    enc = _encoding()
+    parent_genes = _parent(enc)
+    trials = _niche_trials(enc, parent_genes)
+    parent = trials[0]
+    dists = enc.plan_distributions()
+    proposals = local.propose(parent, trials, dists, FREE, seed=1, asks=24)
+    assert proposals == local.propose(parent, trials, dists, FREE, seed=1, asks=24)  # seeded
+    for p in proposals:
+        assert {k: v for k, v in p.items() if k not in FREE} == {k: v for k, v in parent.params.items() if k not in FREE}
+        assert all(dists[k].low <= p[k] <= dists[k].high for k in FREE)
+    span = {k: dists[k].high - dists[k].low for k in FREE}
+
+    def distance(genes: dict) -> float:
+        return sum(((genes[k] - BEST[k]) / span[k]) ** 2 for k in FREE) ** 0.5
+
+    observed = statistics.median(distance(t.params) for t in trials[:40])
+    assert statistics.median(distance(p) for p in proposals) < 0.6 * observed
+
+
+def test_local_children_refine_front_members_in_bursts_and_never_an_exact_plan():
+    cfg = structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True, last_gene=True)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("nsga2", 6, 0, cfg))
+    n_initial = enqueue_initial(study, cfg)
+    run_until(study, FakeEvaluator(), cfg, n_initial + 24)
+    bred = study.trials[n_initial:]
+    local_children = [t for t in bred if t.user_attrs[OPERATOR_ATTR] == "local"]
+    assert 4 <= len(local_children) < len(bred)
+    for child in local_children:
+        (number,) = child.user_attrs[PARENTS_ATTR]
+        parent = study.trials[number]
+        assert PLAN_ATTR not in parent.user_attrs
+        assert local.niche(child, FREE) == local.niche(parent, FREE)
+        assert child.params != parent.params
+        earlier = [t for t in study.trials[:child.number] if t.state == TrialState.COMPLETE]
+        on_front_then = {t.number for t in pareto_trials(earlier, study.directions)}
+        burst_start = parent.number in on_front_then or study.trials[child.number - 1].user_attrs.get(PARENTS_ATTR) == [number]
+        assert burst_start, (child.number, number)
+    parents = [t.user_attrs[PARENTS_ATTR][0] for t in local_children]
+    assert max(parents.count(p) for p in parents) >= 2  # a burst refines one member several times
+    for child in local_children:  # timestep genes that move nothing are not refined
+        if not child.params["traj"].startswith("DPM"):
+            parent = study.trials[child.user_attrs[PARENTS_ATTR][0]]
+            assert (child.params["tstart"], child.params["tpow"]) == (parent.params["tstart"], parent.params["tpow"])
+
+
+def test_variation_falls_back_to_breeding_when_the_parent_carries_an_exact_plan():
+    enc = _encoding()
+    parent = create_trial(params=_parent(enc), distributions=enc.distributions(), values=[1.0, 1.0],
+                          user_attrs={PLAN_ATTR: {}}, state=TrialState.COMPLETE)
+    parent.number = 0
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.add_trial(parent)
+    variation = StructuredVariation(enc, seed=0)
+    for _ in range(10):
+        variation(study, enc.distributions(), [study.trials[0]])
+        assert variation.made["operator"] != "local"
+
+
+def test_the_region_shrinks_with_every_niche_trial_that_missed_since_the_best():
+    enc = _encoding()
+    dists = enc.plan_distributions()
+    parent_genes = _parent(enc)
+    best = {**parent_genes, **BEST}
+    worse = [{**best, "tstart": BEST["tstart"] + 0.01 * (i + 1)} for i in range(12)]
+
+    def trials(order: list[dict]) -> list[optuna.trial.FrozenTrial]:
+        out = []
+        for number, genes in enumerate(order):
+            t = create_trial(params=genes, distributions=enc.distributions(), values=[0.0, 0.0],
+                             user_attrs={local.SCORE: 40.0 if genes is best else 30.0})
+            t.number = number
+            out.append(t)
+        return out
+
+    def widest(order: list[dict]) -> float:
+        history = trials(order)
+        proposals = local.propose(history[0], history, dists, FREE, seed=0, asks=30)
+        return max(abs(p[k] - BEST[k]) / (dists[k].high - dists[k].low) for p in proposals for k in ("tstart", "tpow", "center"))
+
+    fresh, missed = widest(worse + [best]), widest([best] + worse)
+    assert fresh <= local.RADIUS + 1e-9 and missed <= local.RADIUS / 8 + 1e-9 and missed < fresh / 2
