@@ -72,6 +72,7 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
                          steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, model=config.model,
                          cache_dir=cache, repeats=1, refine_factor=0, log=lambda m: print(f"  {m}", file=sys.stderr))
     psnr = {n: r["psnr_converged"] for n, r in zip(numbers, rows)}
+    fid_real = {n: r["fid_real"] for n, r in zip(numbers, rows)}
 
     def hv(trials: list[optuna.trial.FrozenTrial]) -> float:
         return hypervolume([(-psnr[t.number], 1.0 / t.user_attrs[SPEEDUP_ATTR]) for t in trials], REFERENCE)
@@ -84,7 +85,8 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
             "final_front_operators": sorted(origin[t.number] for t in groups["final_front"]),
             "rows": [{"trial": n, "operator": origin[n], "calls": computed_calls(unique[n]),
                       "speedup_model": unique[n].user_attrs[SPEEDUP_ATTR], "psnr_calibration":
-                      unique[n].user_attrs[PAIRED_PREFIX + "psnr"], "psnr_heldout": psnr[n]} for n in numbers],
+                      unique[n].user_attrs[PAIRED_PREFIX + "psnr"], "psnr_heldout": psnr[n], "fid_real": fid_real[n],
+                      "anchor": unique[n].user_attrs.get("anchor")} for n in numbers],
             "operators": operator_table(study)}
 
 

@@ -5,7 +5,7 @@
 Takes every schedule the export re-scored on held-out images (the front and the compared anchors; run
 `datosearch export --heldout N` first) and reports Kendall's tau between each of its search-time
 quality objectives (the FID-proxy and, where the study has it, the feature shift, on the calibration
-images) and each held-out measure (PSNR against the converged reference and against full compute,
+images) and of the calibration PSNR against the reference that every trial stores and each held-out measure (PSNR against the converged reference and against full compute,
 FID-proxy against real held-out digits and against the converged images). Writes
 bench/results/proxy-agreement.json.
 """
@@ -20,7 +20,7 @@ import optuna
 import torch
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
-from datosearch.search.attrs import ANCHOR_ATTR
+from datosearch.search.attrs import ANCHOR_ATTR, PAIRED_PREFIX
 from datosearch.studies.storage import default_url
 
 # sign: lower is better once the objective is in minimise form
@@ -38,13 +38,17 @@ def main() -> int:
     index = json.loads(Path(args.index or f"exports/{args.study}/index.json").read_text())
     names = study.metric_names or ["fid"]
     quality = [(i, n) for i, n in enumerate(names) if n not in ("latency", "macs")]
-    anchors = {t.user_attrs[ANCHOR_ATTR]: t.values for t in study.trials
+    # every trial's calibration PSNR against the reference (a candidate objective whether or not the study has it)
+    psnr = PAIRED_PREFIX + "psnr"
+    anchors = {t.user_attrs[ANCHOR_ATTR]: [*t.values, t.user_attrs.get(psnr)] for t in study.trials
                if t.values is not None and t.user_attrs.get(ANCHOR_ATTR)}
-    rows = {e["heldout"]["name"]: ([e["values"][n] for n in names], e["heldout"]) for e in index["entries"]}
+    rows = {e["heldout"]["name"]: ([*(e["values"][n] for n in names), e["paired"].get("psnr")], e["heldout"])
+            for e in index["entries"]}
     rows.update({a["name"]: (anchors[a["name"]], a) for a in index["heldout"]["anchors"] if a["name"] in anchors})
     out = {"study": args.study, "schedules": len(rows), "heldout_images": index["heldout"]["n_images"], "tau": {}}
-    for i, name in quality:
-        sign0 = 1 if study.directions[i] == optuna.study.StudyDirection.MINIMIZE else -1
+    maximise = optuna.study.StudyDirection.MAXIMIZE
+    for i, name in quality + [(len(names), f"{psnr} (calibration)")]:
+        sign0 = -1 if i == len(names) or study.directions[i] == maximise else 1
         out["tau"][name] = {}
         for measure, sign in MEASURES.items():
             pairs = [(sign0 * v[i], sign * h[measure]) for v, h in rows.values() if h.get(measure) is not None]

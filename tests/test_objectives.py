@@ -301,8 +301,8 @@ def test_embedded_digits_extractor_is_the_shipped_feature_net():
 
 
 def test_objective_names():
-    assert DEFAULT_OBJECTIVES == ("fid", "latency", "shift")
-    assert objective_directions() == ["minimize", "minimize", "minimize"]
+    assert DEFAULT_OBJECTIVES == ("psnr", "latency", "shift")
+    assert objective_directions() == ["maximize", "minimize", "minimize"]
     assert objective_directions(["fid", "macs", "psnr"]) == ["minimize", "minimize", "maximize"]
     assert set(OBJECTIVES) == {"fid", "latency", "macs", "psnr", "adherence", "shift", "realism"}
     assert objective_directions(["fid", "latency", "shift"]) == ["minimize", "minimize", "minimize"]

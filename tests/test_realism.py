@@ -28,7 +28,7 @@ def test_realism_is_opt_in_and_needs_real_images_outside_the_embedded_model(tmp_
         with_stats, _ = resolve({"model": "tiny", **realism_only, "real_stats": str(stats)}, pipe=pipe)
         with pytest.raises(ValueError, match="realism objective needs real-image statistics for model 'tiny'"):
             resolve({"model": "tiny", **realism_only}, pipe=pipe)
-    assert tiny.objectives == ["fid", "latency", "shift"] and tiny.real_stats is None  # the default: no realism
+    assert tiny.objectives == ["psnr", "latency", "shift"] and tiny.real_stats is None  # the default: no realism
     assert embedded.objectives == ["fid", "latency", "realism"] and embedded.real_stats is None  # its digits
     assert with_stats.objectives == ["fid", "latency", "realism"] and with_stats.real_stats == str(stats)
 

@@ -250,3 +250,12 @@ def test_deadline_starts_no_trial_once_the_time_is_spent(monkeypatch):
     ample = runner.Deadline(3600.0)  # the target comes first
     assert len(run_until(study, FakeEvaluator(), ENC, 6, on_trial=ten_seconds, deadline=ample)) == 2
     assert not ample.spent
+
+
+def test_a_run_without_a_trial_target_still_gives_up_after_100_failures_in_a_row():
+    """`--budget` alone sets no trial target (`MAX_TRIALS`): a configuration where every trial fails stops after
+    100 failures in a row (exit 3 in the CLI), not after 100,000."""
+    study = new_study("random")
+    with pytest.raises(SearchIncompleteError) as info:
+        run_until(study, FakeEvaluator(fail_if=lambda s: True), ENC, 100_000)
+    assert "stopped after 100 failed trials in a row" in str(info.value) and len(study.trials) == 100

@@ -30,7 +30,7 @@ def test_export_validates_and_reapplies(study_url, tmp_path, capsys):
     assert cli.main(["export", "--study", "s", "--storage", study_url, "--out", str(out)]) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["format"] == "datosearch/export@1" and index["entries"]
-    assert [o["name"] for o in index["objectives"]] == ["fid", "latency", "shift"]  # the default objectives
+    assert [o["name"] for o in index["objectives"]] == ["psnr", "latency", "shift"]  # the default objectives
     for entry in index["entries"]:
         jsonschema.validate(json.loads((out / entry["file"]).read_text()), json_schema())
     study = open_study(study_url, "s")
@@ -61,7 +61,7 @@ def test_report_is_self_contained(study_url, tmp_path):
 def test_show_prints_the_front(study_url, capsys):
     assert cli.main(["show", "--study", "s", "--storage", study_url]) == 0
     header, rule, *rows = capsys.readouterr().out.strip().splitlines()
-    assert header.split()[:5] == ["#", "trial", "fid", "latency", "shift"] and set(rule) == {"-", " "}
+    assert header.split()[:5] == ["#", "trial", "psnr", "latency", "shift"] and set(rule) == {"-", " "}
     study = open_study(study_url, "s")
     best = {t.number: t for t in study.best_trials}
     assert rows and len(rows) == len({t.user_attrs["schedule_key"] for t in best.values()})  # one row per schedule

@@ -68,7 +68,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's own, else 7.5)")
     g.add_argument("--resolution", type=int, help="image size in pixels (default: the model's)")
     g.add_argument("--objectives", type=_csv, help="comma list of fid, latency, macs, psnr, adherence, shift, realism "
-                                                   "(default fid,latency,shift)")
+                                                   "(default psnr,latency,shift)")
     g.add_argument("--real-stats", help="realism objective: .npz with 'mu' and 'sigma' of the extractor's features on "
                                         "real images (default for the embedded model: its training digits)")
     g.add_argument("--reference", choices=["converged", "full"],
