@@ -11,7 +11,8 @@ genes (`genes`; the study lists DPM-Solver++ at every step count of the family),
 local refinement (`search.local`) vary the plan itself.
 Results are cached as JSON under the study's directory, as the tuned anchors are.
 
-Measured (the default study exported with `--heldout 200`, README "Refined members"): at 5, 7 and 10
+Measured with the first version (continuous damping, 60 trials; the default study exported with `--heldout
+200`, README "Refined members"): at 5, 7 and 10
 full calls the refined members alternate full calls and order-2 forecasts over 8, 12 and 19 DPM-Solver++
 steps and score 40.3, 45.9 and 52.7 dB against tuned DPM-Solver++'s 37.0, 43.6 and 48.7 dB at 1.04x,
 1.02x and 1.00x its speed (FID-proxy +11.5 %, -2 %, -3 %).
