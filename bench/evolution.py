@@ -27,7 +27,7 @@ import optuna
 from datosearch import cli
 from datosearch.models import load
 from datosearch.objectives import device_name
-from datosearch.search.attrs import OPERATOR_ATTR, PAIRED_PREFIX, SPEEDUP_ATTR
+from datosearch.search.attrs import ANCHOR_ATTR, OPERATOR_ATTR, PAIRED_PREFIX, SPEEDUP_ATTR
 from datosearch.search.operators import operator_table
 from datosearch.search.pareto import feasible_complete, hypervolume, pareto_trials
 from datosearch.studies import study as studies
@@ -86,7 +86,7 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
             "rows": [{"trial": n, "operator": origin[n], "calls": computed_calls(unique[n]),
                       "speedup_model": unique[n].user_attrs[SPEEDUP_ATTR], "psnr_calibration":
                       unique[n].user_attrs[PAIRED_PREFIX + "psnr"], "psnr_heldout": psnr[n], "fid_real": fid_real[n],
-                      "anchor": unique[n].user_attrs.get("anchor")} for n in numbers],
+                      "anchor": unique[n].user_attrs.get(ANCHOR_ATTR)} for n in numbers],
             "operators": operator_table(study)}
 
 

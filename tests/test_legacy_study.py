@@ -18,7 +18,8 @@ import pytest
 
 import datosearch
 from datosearch import cli, models
-from datosearch.search.attrs import KEY_ATTR
+from datosearch.objectives import device_name
+from datosearch.search.attrs import CONFIG_ATTR, KEY_ATTR
 from datosearch.space import io
 from datosearch.space.trajectory import Trajectory
 from datosearch.studies.front import trial_schedule
@@ -33,6 +34,13 @@ def legacy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("legacy")
     shutil.copy(DATA / "legacy.db", root / "legacy.db")
     shutil.copytree(DATA / "legacy.files", root / "legacy.files")
+    # the stored device names the host that made the fixture; a resume on another host is refused (as it should
+    # be), so the copy names this one: the test is about the stored schema, not the device
+    study = optuna.load_study(study_name="legacy", storage=f"sqlite:///{root / 'legacy.db'}")
+    stored = dict(study.user_attrs[CONFIG_ATTR])
+    with one_thread():
+        stored["device"] = device_name("cpu")
+    study.set_user_attr(CONFIG_ATTR, stored)
     return root
 
 

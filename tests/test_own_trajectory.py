@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import optuna
+from optuna.study import StudyDirection
 
 from datosearch import cli
 from datosearch.search.attrs import ANCHOR_ATTR
@@ -28,7 +29,8 @@ def test_no_search_steps_exports_only_its_own_trajectory(tmp_path, monkeypatch, 
     assert {t.user_attrs[ANCHOR_ATTR] for t in others} >= {"unipc-5", "dpmpp2m-5", "pndm-5"}
     # a fewer-steps run better than everything on every objective: the study's own best, not the user's
     unipc = next(t for t in others if t.user_attrs[ANCHOR_ATTR] == "unipc-5")
-    best = [min(col) / 2 for col in zip(*(t.values for t in study.trials if t.values))]
+    best = [min(col) / 2 if d == StudyDirection.MINIMIZE else max(col) * 2
+            for d, col in zip(study.directions, zip(*(t.values for t in study.trials if t.values)))]
     study.add_trial(optuna.trial.create_trial(values=best, user_attrs=unipc.user_attrs))
     assert [t.user_attrs[ANCHOR_ATTR] for t in study.best_trials] == ["unipc-5"]
     front = front_trials(study)
