@@ -27,6 +27,7 @@ from .schedule import FULL, REUSE, Action, PruneConfig, Schedule
 RATIO_STEPS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75)
 SCALE_STEPS = (0.5, 1.0, 1.5)
 DAMPING_STEPS = (0.25, 0.5, 0.75, 1.0)
+PHASES = 3  # early / middle / late thirds of the trajectory, each with its own action and forecast genes
 KINDS = ("structured", "calls", "intervals")
 
 
@@ -58,7 +59,7 @@ class EncodingConfig:
     base_selection: str = "dynamics"
     orders: list[int] = field(default_factory=lambda: [0, 1, 2])
     damping_steps: list[float] = field(default_factory=lambda: list(DAMPING_STEPS))
-    phases: int = 3
+    phases: int = PHASES
     trajectories: list[dict[str, Any]] = field(default_factory=list)
     last_gene: bool = False
     timestep_genes: bool = False

@@ -142,7 +142,8 @@ class StructuredEncoding(Encoding):
         nearest genes, if they decode to the same plan, forecasts and trajectory."""
         named = schedule.meta.get("genes")
         if named is not None and self._decodes_to(named, schedule):
-            return {k: v for k, v in named.items() if k in self.plan_distributions()}
+            genes = self.plan_distributions()
+            return {k: v for k, v in named.items() if k in genes}
         params = self.nearest_plan(schedule)
         if params is None:
             return None
@@ -246,8 +247,7 @@ class StructuredEncoding(Encoding):
                 genes: dict[str, Any] = {"full": k, "warp": FORECAST_WARP, "center": 0.0}
                 if cfg.last_gene:
                     genes.update(last=True, warp=LAST_WARP)
-                for p in range(cfg.phases):
-                    genes.update({f"act{p}": REUSE, f"ord{p}": order, f"damp{p}": damping})
+                genes.update(uniform_phases(cfg.phases, REUSE, order, damping))
                 out.append(self._member(i, genes))
         return out
 
@@ -263,6 +263,12 @@ class StructuredEncoding(Encoding):
             params["traj"] = self._traj_names()[traj]
         params.update({f"r:{b}": 0.0 for b in self.cfg.blocks})
         return params
+
+
+def uniform_phases(phases: int, action: str, order: int, damping: float) -> dict[str, Any]:
+    """Phase genes giving every one of `phases` phases the same action gene, forecast order and damping."""
+    return {f"{gene}{p}": value for p in range(phases)
+            for gene, value in (("act", action), ("ord", order), ("damp", damping))}
 
 
 def _warpable(traj: dict[str, Any]) -> bool:

@@ -33,8 +33,8 @@ from ..objectives import paired_metrics
 from ..search.evaluator import Evaluator
 from ..space.placement import full_positions
 from ..space.schedule import FULL, REUSE, Forecast, Schedule
-from ..space.encoding import DAMPING_STEPS, gene_of
-from ..space.structured import POWER_RANGE
+from ..space.encoding import DAMPING_STEPS, PHASES, gene_of
+from ..space.structured import POWER_RANGE, uniform_phases
 from ..space.trajectory import LABELS, WARP_POWER, WARP_START, Trajectory, takes, warp_timesteps
 from .build import calibration
 from .tuning import cached_json, calibration_key
@@ -46,7 +46,7 @@ IMAGES = 16  # the first calibration images the search scores on
 METHOD = "refine@2"  # @2: damping on the encoding's steps, genes in the members' meta
 
 
-def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER, phases: int = 3) -> Schedule:
+def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER, phases: int = PHASES) -> Schedule:
     """`k` full calls on `solver` at k + `extra` warped steps, forecast reuse between; its genes in `meta`
     (`genes`, for a structured encoding of `phases` phases)."""
     n = k + int(params["extra"])
@@ -66,9 +66,7 @@ def genes(params: dict[str, Any], k: int, solver: str, phases: int) -> dict[str,
     out = {"traj": f"{solver}:{k + int(params['extra'])}", "full": k, "warp": float(params["power"]),
            "center": float(params["center"]), "last": bool(params["last"]), "tstart": float(params["tstart"]),
            "tpow": float(params["tpow"])}
-    for p in range(phases):
-        out.update({f"act{p}": gene_of(REUSE), f"ord{p}": int(params["order"]), f"damp{p}": float(params["damping"])})
-    return out
+    return {**out, **uniform_phases(phases, gene_of(REUSE), int(params["order"]), float(params["damping"]))}
 
 
 def suggest(trial: optuna.Trial, k: int) -> dict[str, Any]:
@@ -90,7 +88,7 @@ def starts(k: int) -> list[dict[str, Any]]:
 
 
 def search(ev: Evaluator, reference: torch.Tensor, k: int, trials: int = TRIALS, seed: int = 0,
-           solver: str = SOLVER, phases: int = 3) -> tuple[Schedule, float]:
+           solver: str = SOLVER, phases: int = PHASES) -> tuple[Schedule, float]:
     """TPE over the family at `k` full calls, by PSNR of `ev`'s images against `reference`: (best, its PSNR)."""
     top = ev.pipe.scheduler.config["num_train_timesteps"]
 
@@ -125,7 +123,7 @@ def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: 
         members, started = [], time.perf_counter()
         for k in calls:
             best, psnr = search(ev, reference[:images], k, trials, config.sampler_seed or 0,
-                                phases=config.encoding.get("phases", 3))
+                                phases=config.encoding.get("phases", PHASES))
             log(f"refined member at {k} full calls: {best.meta['label']}, {psnr:.2f} dB on {images} calibration "
                 f"images")
             members.append(best)
