@@ -1,10 +1,11 @@
 """Does evolution earn its keep? The default study per NSGA-II seed, its first generation against its final
 front on held-out images (issue 31).
 
-    PYTHONPATH=src python bench/evolution.py [--seeds 0,1,2] [--images 100] [--trials N]
+    PYTHONPATH=src python bench/evolution.py [--seeds 0,1,2] [--images 100] [--trials N] [--sampler nsga2]
 
 Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
-`--trials` defaults to the CLI's). Then, per study: the first generation (the enqueued trials: anchors,
+`--trials` defaults to the CLI's; `--sampler random|tpe` adds `--sampler` and names the study
+`evo-SAMPLER-S`: the same enqueued first generation, then that sampler instead of NSGA-II). Then, per study: the first generation (the enqueued trials: anchors,
 refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
 calls in `CALLS` the two best trials of each by calibration PSNR are re-scored on `--images` held-out images
 (seeds 777000+, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
@@ -57,9 +58,11 @@ def candidates(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]
     return out
 
 
-def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any, cache: Path) -> dict[str, Any]:
-    name = f"evo-{seed}"
+def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any, cache: Path,
+             sampler: str = "nsga2") -> dict[str, Any]:
+    name = f"evo-{seed}" if sampler == "nsga2" else f"evo-{sampler}-{seed}"
     argv = ["run", "--study", name, "--storage", storage, "--seed", str(seed), "--no-outputs", "--no-progress"]
+    argv += [] if sampler == "nsga2" else ["--sampler", sampler]
     started = time.perf_counter()
     cli.main(argv + (["--trials", str(trials)] if trials else []))
     study_s = time.perf_counter() - started
@@ -91,8 +94,10 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
 
 
 def markdown(data: dict[str, Any]) -> str:
+    sampler = data.get("sampler", "nsga2")
     lines = [f"# Evolution against its first generation (embedded model, {data['images']} held-out images)", "",
-             f"{data['device']}. Default study per NSGA-II seed (`datosearch run --seed S`), {data['trials_note']}. "
+             f"{data['device']}. Default study per {sampler} seed (`datosearch run --seed S"
+             f"{'' if sampler == 'nsga2' else ' --sampler ' + sampler}`), {data['trials_note']}. "
              "Hypervolume in (held-out PSNR against the converged reference, predicted speed-up), reference "
              f"(20 dB, 0.91x). Best held-out PSNR (dB) at K computed U-Net calls: first generation / whole study.", "",
              "| seed | study min | HV first gen | HV final | " + " | ".join(f"{k} calls" for k in CALLS) + " | final front by operator |",
@@ -119,18 +124,21 @@ def main() -> int:
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--trials", type=int, default=None, help="trials per study (default: the CLI's)")
     p.add_argument("--dir", default="studies/evolution", help="where the studies and caches go")
+    p.add_argument("--sampler", default="nsga2", choices=["nsga2", "random", "tpe"])
+    p.add_argument("--db", default="evolution.db", help="the SQLite file under --dir (one per parallel process)")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{root.resolve() / 'evolution.db'}"
+    storage = f"sqlite:///{root.resolve() / args.db}"
     pipe = load("embedded")
-    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache")
+    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache", args.sampler)
              for s in args.seeds.split(",")]
-    data = {"device": device_name(pipe.device), "images": args.images, "seeds": seeds,
+    data = {"device": device_name(pipe.device), "images": args.images, "seeds": seeds, "sampler": args.sampler,
             "trials_note": f"{args.trials or cli.DEFAULT_TRIALS} trials"}
-    (RESULTS / "evolution-embedded.json").write_text(json.dumps(data, indent=1))
-    (RESULTS / "evolution-embedded.md").write_text(markdown(data))
+    out = "evolution-embedded" + ("" if args.sampler == "nsga2" else f"-{args.sampler}")
+    (RESULTS / f"{out}.json").write_text(json.dumps(data, indent=1))
+    (RESULTS / f"{out}.md").write_text(markdown(data))
     print(markdown(data))
     return 0
 

@@ -16,6 +16,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Each test starts with the same torch and timing threads (the CLI sets both for its process)."""
+    from datosearch.objectives import set_timing_threads
+
+    before, timing = torch.get_num_threads(), set_timing_threads(None)
+    yield
+    torch.set_num_threads(before)
+    set_timing_threads(timing)
+
+
 @pytest.fixture(scope="session")
 def ddim_pipe():
     from datosearch.models.tiny import tiny_sd_pipeline

@@ -20,13 +20,17 @@ TINY_ARGS = ["--model", "tiny", "--images", "5", "--steps", "3", "--latency-repe
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Torch on one thread: on a shared 2-core machine, two threads are many times slower."""
+    """Torch on one thread, timing too: on a shared 2-core machine, two threads are many times slower."""
+    from datosearch.objectives import set_timing_threads
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    timing = set_timing_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        set_timing_threads(timing)
 
 
 @contextlib.contextmanager

@@ -83,7 +83,7 @@ def test_local_children_refine_front_members_in_bursts_and_never_an_exact_plan()
     cfg = structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True, last_gene=True)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("nsga2", 6, 0, cfg))
     n_initial = enqueue_initial(study, cfg)
-    run_until(study, FakeEvaluator(), cfg, n_initial + 24)
+    run_until(study, FakeEvaluator(), cfg, n_initial + 40)
     bred = study.trials[n_initial:]
     local_children = [t for t in bred if t.user_attrs[OPERATOR_ATTR] == "local"]
     assert 4 <= len(local_children) < len(bred)
@@ -141,3 +141,22 @@ def test_the_region_shrinks_with_every_niche_trial_that_missed_since_the_best():
 
     fresh, missed = widest(worse + [best]), widest([best] + worse)
     assert fresh <= local.RADIUS + 1e-9 and missed <= local.RADIUS / 8 + 1e-9 and missed < fresh / 2
+
+
+def test_a_burst_starts_at_the_least_refined_front_member(monkeypatch):
+    import datosearch.search.variation as variation_module
+
+    monkeypatch.setattr(variation_module, "LOCAL_PROB", 1.0)
+    enc = _encoding()
+    parent = _parent(enc)
+    a, b = {**parent, "warp": 0.5}, {**parent, "warp": 1.5}
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for params, values, attrs in ((a, [1.0, 2.0], {}), (b, [2.0, 1.0], {}),
+                                  *(({**a, "center": c}, [3.0, 3.0], {OPERATOR_ATTR: "local", PARENTS_ATTR: [0]})
+                                    for c in (0.1, 0.2, 0.3))):
+        study.add_trial(create_trial(params=params, distributions=enc.distributions(), values=values,
+                                     user_attrs={local.SCORE: 30.0 - values[0], **attrs}))
+    for seed in range(4):  # a uniform draw over the front would pick trial 0 in about half of these
+        variation = StructuredVariation(enc, seed=seed)
+        variation(study, enc.distributions(), study.trials[:2])
+        assert variation.made == {"operator": "local", "parents": [1]}

@@ -26,7 +26,9 @@ from datosearch.objectives import (
     objective_directions,
     paired_metrics,
     reference_key,
+    set_timing_threads,
     speedup,
+    timing_session,
 )
 from datosearch.space import PruneConfig, Schedule, highest_resolution_blocks
 
@@ -232,6 +234,38 @@ def test_latency_counts_calls_and_is_sane():
     assert speedup(Latency(0.2), Latency(0.1)) == pytest.approx(2.0)
     with pytest.raises(ObjectiveError):
         measure_latency(run, repeats=0)
+
+
+def test_timing_runs_on_its_own_thread_count_and_the_device_name_says_it():
+    torch.set_num_threads(2)
+    seen = []
+    assert set_timing_threads(1) is None
+    lat = measure_latency(lambda: seen.append(torch.get_num_threads()), "cpu", warmup=1, repeats=2)
+    assert seen == [1, 1, 1] and torch.get_num_threads() == 2  # restored after timing
+    assert lat.device_name.endswith("cores, 1 torch threads)") and device_name("cpu") == lat.device_name
+    with timing_session("cpu"):
+        assert torch.get_num_threads() == 1
+        with timing_session("cpu"):  # nested: no switch, no restore inside
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    assert set_timing_threads(None) == 1
+    assert device_name("cpu").endswith("cores, 2 torch threads)")  # unset: torch's own count
+
+
+def test_cli_times_on_threads_and_generates_on_every_core(monkeypatch):
+    import argparse
+    import os
+
+    from datosearch import cli
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2}, raising=False)
+    cli._set_threads(argparse.Namespace(command="run", device="cpu", threads=None))
+    assert torch.get_num_threads() == 3 and device_name("cpu").endswith("1 torch threads)")
+    cli._set_threads(argparse.Namespace(command="run", device="cpu", threads=2))
+    assert torch.get_num_threads() == 3 and device_name("cpu").endswith("2 torch threads)")
+    cli._set_threads(argparse.Namespace(command="worker", device="cpu", threads=2))  # workers share the machine
+    assert torch.get_num_threads() == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from datosearch import cli
+from datosearch.objectives import set_timing_threads
 from datosearch.search.attrs import ANCHOR_ATTR, BUDGET_ATTR, FAIL_ATTR, SPEEDUP_ATTR
 from datosearch.space.schedule import Schedule
 from datosearch.studies import export_front, open_study
@@ -146,12 +147,11 @@ def test_study_box_and_the_command_that_reproduces_the_study(tiny):
     args = cli.parser().parse_args(command.args[1:])
     with one_thread():  # as the study was made: the command reproduces every field
         assert resolve(cli._opts(args))[0].diff(config) == []
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)  # the device (its name counts torch threads) is where the command runs, not an option
+    previous = set_timing_threads(2)  # the device (its name counts timing threads) is where the command runs
     try:
         assert resolve(cli._opts(args))[0].diff(config) == ["device"]
     finally:
-        torch.set_num_threads(before)
+        set_timing_threads(previous)
 
 
 def test_pictures_are_decodable_nearest_neighbour_pngs(tiny):

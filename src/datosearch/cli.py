@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -80,7 +81,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--extractor", help="FID-proxy features: embedded-digits, conv-random, inception, module:pkg.mod:attr")
     g.add_argument("--device", help="torch device (default cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
-    g.add_argument("--threads", type=int, help="torch CPU threads (default 1 on CPU; part of the recorded device name)")
+    g.add_argument("--threads", type=int, help="torch CPU threads while timing (default 1 on CPU; part of the recorded "
+                                               "device name); images are generated on every core")
     g.add_argument("--batch-size", type=int, help=f"images per pipeline call (default {DEFAULTS['batch_size']})")
     g.add_argument("--latency-images", type=int,
                    help=f"images per timed generation (default {DEFAULTS['latency_images']})")
@@ -131,7 +133,8 @@ def _worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", required=True, help="the study's Optuna storage URL (postgresql://, mysql://, "
                                                     "sqlite:///, journal:PATH)")
     p.add_argument("--device", help="torch device (default cuda if available, else cpu); must match the study's")
-    p.add_argument("--threads", type=int, help="torch CPU threads (must match the study's recorded device)")
+    p.add_argument("--threads", type=int, help="torch CPU threads, timing and generating (default 1; must match the "
+                                               "study's recorded device)")
     _worker_common(p)
     p.set_defaults(trials=None, no_outputs=True)
 
@@ -150,14 +153,20 @@ def _opts(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ run / resume
 def _set_threads(args: argparse.Namespace) -> None:
-    """One torch thread on CPU unless `--threads` says otherwise (shared CPUs slow down badly with more)."""
+    """On CPU, timing runs on `--threads` torch threads (default 1: steady on shared cores; the recorded device
+    name counts them) and generating images on every core the process may use; a worker generates on
+    `--threads` too, as it shares the machine with other workers."""
     import torch
 
+    from .objectives import set_timing_threads
     from .studies.resolve import default_device
 
     threads, device = getattr(args, "threads", None), getattr(args, "device", None)
     if threads is not None or (device or default_device()) == "cpu":
-        torch.set_num_threads(1 if threads is None else threads)
+        timing = 1 if threads is None else threads
+        set_timing_threads(timing)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(timing if getattr(args, "command", None) == "worker" else max(timing, cores))
 
 
 def _execute(args: argparse.Namespace, resume: bool) -> int:

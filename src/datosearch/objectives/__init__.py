@@ -14,7 +14,8 @@ from typing import Sequence
 from .errors import ObjectiveError
 from .features import INCEPTION_WEIGHTS_ENV, ConvRandomFeatures, get_extractor
 from .fid import FidProxy, check_images, load_stats
-from .latency import Latency, device_name, measure_latency, speedup, steady_clock
+from .latency import (Latency, device_name, measure_latency, set_timing_threads, speedup, steady_clock,
+                      timing_session)
 from .macs import call_macs, count_macs
 from .paired import paired_metrics
 from .shift import FeatureShift
@@ -40,4 +41,4 @@ def objective_directions(names: Sequence[str] = DEFAULT_OBJECTIVES) -> list[str]
 __all__ = ["DEFAULT_OBJECTIVES", "INCEPTION_WEIGHTS_ENV", "OBJECTIVES", "ConvRandomFeatures", "FeatureShift", "FidProxy",
            "Latency", "ObjectiveError", "call_macs", "check_images", "count_macs", "device_name", "get_extractor",
            "load_or_compute_reference", "load_stats", "measure_latency", "objective_directions", "paired_metrics",
-           "reference_key", "reference_path", "speedup", "steady_clock"]
+           "reference_key", "reference_path", "set_timing_threads", "speedup", "steady_clock", "timing_session"]

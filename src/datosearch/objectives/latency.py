@@ -3,6 +3,10 @@
 CUDA: CUDA events around each run, with `synchronize` before and after. CPU (and anything else):
 `time.perf_counter`. Compare candidates only with a baseline measured in the same process
 (`speedup(baseline, candidate)`).
+
+On CPU, timing runs on its own torch thread count (`set_timing_threads`, default: whatever torch has), the
+one the device name records; generating images outside timing may use more threads (every core) without
+changing any timing (on the embedded model on a 2-core host, the images were bit-identical too).
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -53,13 +58,44 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "CPU"
 
 
+_timing_threads: int | None = None  # CPU torch threads while timing (None: torch's own setting)
+
+
+def set_timing_threads(threads: int | None) -> int | None:
+    """Set the torch thread count that CPU timing runs on from now on (None: whatever torch has when timing);
+    returns the previous setting."""
+    global _timing_threads
+    previous, _timing_threads = _timing_threads, threads
+    return previous
+
+
+def timing_threads() -> int:
+    """The torch thread count that CPU timing runs on."""
+    return _timing_threads or torch.get_num_threads()
+
+
+@contextmanager
+def timing_session(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the body on the timing thread count (CPU), then restore torch's; nesting costs nothing."""
+    before = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or timing_threads() == before:
+        yield
+        return
+    torch.set_num_threads(timing_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def device_name(device: torch.device | str = "cpu") -> str:
-    """Human-readable name of the device: the GPU's name, or the CPU model with core and thread counts."""
+    """Human-readable name of the device: the GPU's name, or the CPU model with its core count and the torch
+    threads that timing runs on."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return f"{_cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+        return f"{_cpu_model()} ({os.cpu_count()} cores, {timing_threads()} torch threads)"
     return device.type
 
 
@@ -112,8 +148,9 @@ def measure_latency(run: Callable[[], Any], device: torch.device | str = "cpu", 
     device = torch.device(device)
     if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
-    for _ in range(warmup):
-        run()
-    _sync(device)
-    times = [_time_once(run, device, clock) for _ in range(repeats)]
+    with timing_session(device):
+        for _ in range(warmup):
+            run()
+        _sync(device)
+        times = [_time_once(run, device, clock) for _ in range(repeats)]
     return Latency(statistics.median(times), times, device_name(device))

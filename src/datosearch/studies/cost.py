@@ -13,7 +13,7 @@ from typing import Any
 
 import optuna
 
-from ..objectives import measure_latency, steady_clock
+from ..objectives import measure_latency, steady_clock, timing_session
 from ..objectives.costmodel import CostModel, calibrate
 from ..search.attrs import COSTMODEL_ATTR
 from ..search.evaluator import Evaluator
@@ -43,9 +43,10 @@ def cost_model_for(study: optuna.Study, evaluator: Evaluator, pipe: Any, config:
         return evaluator.measured_latency(schedule, lambda run: measure_latency(run, device, 0, 1, clock=clock).median_s)
 
     schedulers = list(dict.fromkeys([config.scheduler, *SEARCH_SOLVERS]))
-    model = calibrate(time_once, pipe.unet, functools.partial(scheduler_calls, pipe), schedulers,
-                      calibration_steps(config.steps), branches=config.encoding.get("branches", [0]),
-                      device=config.device, repeats=CALIBRATION_ROUNDS)
+    with timing_session(device):  # one thread-count switch for the whole design
+        model = calibrate(time_once, pipe.unet, functools.partial(scheduler_calls, pipe), schedulers,
+                          calibration_steps(config.steps), branches=config.encoding.get("branches", [0]),
+                          device=config.device, repeats=CALIBRATION_ROUNDS)
     study.set_user_attr(COSTMODEL_ATTR, model.to_dict())
     return model
 

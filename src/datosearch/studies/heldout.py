@@ -209,13 +209,15 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
             log(f"[{k + 1}/{len(schedules)}] {name}: generating {n_images} images")
             images = full if schedule is None else ev.images(schedule)
             rows.append(_quality(name, schedule, images, full, converged, fids, calib, study_scheduler_name, hardware))
-        timing = _time_interleaved(ev, pipe, schedules, repeats, log)
-        _set_timing(rows, schedules, timing, pipe)
-        close = close_calls(rows, compare) if refine_factor > 0 else []
-        if close:
-            log(f"{len(close)} schedules in close calls: {refine_factor * repeats} more timing rounds")
-            timing.pool(close, _time_interleaved(ev, pipe, [schedules[i] for i in close], refine_factor * repeats, log))
+        with obj.timing_session(device):  # one thread-count switch for all the rounds
+            timing = _time_interleaved(ev, pipe, schedules, repeats, log)
             _set_timing(rows, schedules, timing, pipe)
+            close = close_calls(rows, compare) if refine_factor > 0 else []
+            if close:
+                log(f"{len(close)} schedules in close calls: {refine_factor * repeats} more timing rounds")
+                timing.pool(close, _time_interleaved(ev, pipe, [schedules[i] for i in close], refine_factor * repeats,
+                                                     log))
+                _set_timing(rows, schedules, timing, pipe)
     return rows
 
 
