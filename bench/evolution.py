@@ -5,7 +5,8 @@ front on held-out images (issue 31).
 
 Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
 `--trials` defaults to the CLI's; `--sampler random|tpe` adds `--sampler` and names the study
-`evo-SAMPLER-S`: the same enqueued first generation, then that sampler instead of NSGA-II). Then, per study: the first generation (the enqueued trials: anchors,
+`evo-SAMPLER-S`: the same enqueued first generation, then that sampler instead of NSGA-II; `--compare
+nsga2,random,tpe` then writes their stored results side by side, `evolution-samplers.md`). Then, per study: the first generation (the enqueued trials: anchors,
 refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
 calls in `CALLS` the two best trials of each by calibration PSNR are re-scored on `--images` held-out images
 (seeds 777000+, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
@@ -118,6 +119,26 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(samplers: list[str]) -> str:
+    """The samplers' stored results side by side (`--compare`): final-front HV and best held-out PSNR per seed."""
+    data = {name: json.loads((RESULTS / f"evolution-embedded{'' if name == 'nsga2' else '-' + name}.json").read_text())
+            for name in samplers}
+    lines = ["# Samplers at equal trials: held-out hypervolume of the final front (embedded model)", "",
+             f"{data[samplers[0]]['device']}; {data[samplers[0]]['images']} held-out images; each sampler's study starts "
+             "from the same enqueued first generation (`bench/evolution.py --sampler S`). Cells: HV of the final front / "
+             "best held-out PSNR at 5, 7, 10 computed U-Net calls / best held-out PSNR anywhere (its predicted speed-up).",
+             "", "| seed | " + " | ".join(samplers) + " |", "|---|" + "---|" * len(samplers)]
+    for i, seed in enumerate(r["seed"] for r in data[samplers[0]]["seeds"]):
+        cells = []
+        for name in samplers:
+            r = data[name]["seeds"][i]
+            top = max(r["rows"], key=lambda row: row["psnr_heldout"])
+            at = " / ".join(f"{r['best'][f'all_{k}']:.2f}" for k in CALLS)
+            cells.append(f"{r['hv_final']:.2f} / {at} / {top['psnr_heldout']:.2f} ({top['speedup_model']:.2f}x)")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="0,1,2")
@@ -126,7 +147,12 @@ def main() -> int:
     p.add_argument("--dir", default="studies/evolution", help="where the studies and caches go")
     p.add_argument("--sampler", default="nsga2", choices=["nsga2", "random", "tpe"])
     p.add_argument("--db", default="evolution.db", help="the SQLite file under --dir (one per parallel process)")
+    p.add_argument("--compare", help="only write evolution-samplers.md from stored results, e.g. nsga2,random,tpe")
     args = p.parse_args()
+    if args.compare:
+        (RESULTS / "evolution-samplers.md").write_text(text := compare(args.compare.split(",")))
+        print(text)
+        return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
