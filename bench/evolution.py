@@ -6,8 +6,8 @@ front on held-out images (issue 31).
 Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
 `--trials` defaults to the CLI's; `--sampler random|tpe` adds `--sampler` and names the study
 `evo-SAMPLER-S`: the same enqueued first generation, then that sampler instead of NSGA-II; `--compare
-nsga2,random,tpe` then writes their stored results side by side, `evolution-samplers.md`). Then, per study: the first generation (the enqueued trials: anchors,
-refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
+nsga2,random,tpe` then writes their stored results side by side, `evolution-samplers.md`). Then, per
+study: the first generation (the enqueued trials: anchors, refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
 calls in `CALLS` the two best trials of each by calibration PSNR are re-scored on `--images` held-out images
 (seeds 777000+, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
 Reported per seed: the hypervolume of each front in (held-out PSNR, the study's predicted speed-up) with one
@@ -119,10 +119,14 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_stem(sampler: str) -> str:
+    """The results files' name (without suffix) of `sampler`'s studies under bench/results."""
+    return "evolution-embedded" + ("" if sampler == "nsga2" else f"-{sampler}")
+
+
 def compare(samplers: list[str]) -> str:
     """The samplers' stored results side by side (`--compare`): final-front HV and best held-out PSNR per seed."""
-    data = {name: json.loads((RESULTS / f"evolution-embedded{'' if name == 'nsga2' else '-' + name}.json").read_text())
-            for name in samplers}
+    data = {name: json.loads((RESULTS / f"{results_stem(name)}.json").read_text()) for name in samplers}
     lines = ["# Samplers at equal trials: held-out hypervolume of the final front (embedded model)", "",
              f"{data[samplers[0]]['device']}; {data[samplers[0]]['images']} held-out images; each sampler's study starts "
              "from the same enqueued first generation (`bench/evolution.py --sampler S`). Cells: HV of the final front / "
@@ -162,7 +166,7 @@ def main() -> int:
              for s in args.seeds.split(",")]
     data = {"device": device_name(pipe.device), "images": args.images, "seeds": seeds, "sampler": args.sampler,
             "trials_note": f"{args.trials or cli.DEFAULT_TRIALS} trials"}
-    out = "evolution-embedded" + ("" if args.sampler == "nsga2" else f"-{args.sampler}")
+    out = results_stem(args.sampler)
     (RESULTS / f"{out}.json").write_text(json.dumps(data, indent=1))
     (RESULTS / f"{out}.md").write_text(markdown(data))
     print(markdown(data))

@@ -1,9 +1,10 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
 Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
-front, drawn uniformly among the members refined least so far: its continuous genes (placement, timesteps) proposed by Optuna's TPE on the
-study's trials that share its other genes (`search.local`). Otherwise the child is bred from parents
-picked by binary tournament (feasible before infeasible, then Pareto dominance). The crossover keeps
+front, drawn uniformly among the members refined least so far: its continuous genes (placement,
+timesteps) proposed by Optuna's TPE on the study's trials that share its other genes (`search.local`).
+Otherwise the child is bred from parents picked by binary tournament (feasible before infeasible, then
+Pareto dominance). The crossover keeps
 structure: the placement block (trajectory and its timestep genes, full-call count, warp, center,
 last) comes whole from one parent, each phase's (action, order, damping) from either,
 each pruning ratio from either. Mutations insert or delete full calls, shift them (warp, center,
