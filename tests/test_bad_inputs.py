@@ -117,6 +117,8 @@ ROWS: list[tuple[str, list[str], Callable[[], None] | None, list[str], list[str]
       for command, argv in [("run", RUN), ("resume", ["resume", "--study", "good"]),
                             ("worker", ["worker", "--study", "good", "--storage", "sqlite:///studies/good.db"])]
       for value in ("0", "-3", "nan", "inf")],
+    ("export-heldout-seed-among-calibration-seeds", ["export", "--study", "good", "--heldout", "8", "--heldout-seed", "1"],
+     None, ["--heldout-seed must be an integer in 20000..", "got 1", "studies calibrate on seeds 0..N-1"], []),
     ("run-model-missing-directory", ["run", "--study", "new", "--model", "/nonexistent", "--no-outputs"], None,
      ["cannot load pipeline '/nonexistent'"], []),
 ]

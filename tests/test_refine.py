@@ -73,16 +73,18 @@ def test_only_studies_searching_the_trajectory_with_reuse_get_them(embedded):
     assert refined_calls(type(config)(**{**vars(config), "encoding": dict(config.encoding, n_calls=12)})) == [5]
 
 
-@pytest.mark.parametrize("extra", [1, 5, 7])
-def test_a_member_is_enqueued_by_genes_that_express_it_exactly(embedded, extra):
-    """Evolution varies the refined plan itself, not its nearest listed neighbour (issue 31)."""
+@pytest.mark.parametrize("extra, final", [(1, "zero"), (5, "sigma_min"), (7, "zero")])
+def test_a_member_is_enqueued_by_genes_that_express_it_exactly(embedded, extra, final):
+    """Evolution varies the refined plan itself, not its nearest listed neighbour (issue 31), config switches too."""
     _, config, _, _, _ = embedded
     enc = make_encoding(config.encoding)
     params = {"extra": extra, "tstart": 0.913, "tpow": 1.618, "power": 0.77, "center": 0.13, "last": True,
-              "order": 2, "damping": 0.75}
+              "order": 2, "damping": 0.75, "final_sigmas_type": final}
     member = refine.cached_plan(params, 7, 1000, phases=config.encoding["phases"])
+    assert member.trajectory.config.get("final_sigmas_type", "zero") == final
     genes = enc.encode(member)
     assert genes is not None and genes["traj"] == f"DPMSolverMultistepScheduler:{7 + extra}"
     assert (genes["tstart"], genes["tpow"], genes["warp"]) == (0.913, 1.618, 0.77)
+    assert (genes["dpm.final_sigmas_type"], genes["dpm.solver_type"]) == (final, "midpoint")
     decoded = enc.decode(genes)
     assert (decoded.cache, decoded.forecast, decoded.trajectory) == (member.cache, member.forecast, member.trajectory)

@@ -259,3 +259,63 @@ def test_variation_moves_the_timestep_genes():
     moved = [var.mutate(member) for _ in range(200)]
     assert any(m["tstart"] != member["tstart"] for m in moved)
     assert all(0.7 <= m["tstart"] <= 1.0 and 1.0 <= m["tpow"] <= 3.0 for m in moved)
+
+
+# ----------------------------------------------------------------------------- config-switch genes (issue 30)
+def _switch_encoding(**kw):
+    return make_encoding(structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True, option_genes=True, **kw))
+
+
+@pytest.mark.parametrize("final, solver_type", [("zero", "midpoint"), ("sigma_min", "midpoint"), ("zero", "heun"),
+                                                ("sigma_min", "heun")])
+def test_switch_genes_write_the_config_and_round_trip(final, solver_type):
+    enc = _switch_encoding()
+    dists = enc.distributions()
+    assert dists["dpm.final_sigmas_type"].choices == ("zero", "sigma_min")
+    assert "unipc.solver_type" not in dists  # bh1 gave NaN images on the embedded model (SWITCHES)
+    assert dists["unipc.disable_corrector"].choices == ("[]", "[0]")  # a list, as Optuna's categorical holds it
+    member = next(p for p in enc.initial() if p.get("traj", "").startswith("DPMSolver"))
+    assert (member["dpm.final_sigmas_type"], member["dpm.solver_type"]) == ("zero", "midpoint")  # diffusers' defaults
+    params = {**member, "dpm.final_sigmas_type": final, "dpm.solver_type": solver_type}
+    s = enc.decode(params)
+    want = {k: v for k, v in (("final_sigmas_type", final), ("solver_type", solver_type))
+            if v not in ("zero", "midpoint")}
+    assert dict(s.trajectory.config) == want  # only what differs from the default is written
+    s.trajectory.calls({"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                        "beta_end": 0.012})  # diffusers builds and places it
+    assert enc.decode(enc.encode(s)) == s and enc.encode(s)["dpm.final_sigmas_type"] == final
+    assert enc.nearest(s)["dpm.solver_type"] == solver_type
+
+
+def test_switch_genes_ignored_off_their_solver_and_absent_from_stored_studies():
+    enc = _switch_encoding()
+    unipc = next(p for p in enc.initial() if p.get("traj", "").startswith("UniPC"))
+    flipped = {**unipc, "dpm.final_sigmas_type": "sigma_min"}
+    assert enc.decode(flipped) == enc.decode(unipc)  # a DPM-Solver++ switch does nothing on UniPC
+    no_corrector = enc.decode({**unipc, "unipc.disable_corrector": "[0]"})
+    assert dict(no_corrector.trajectory.config) == {"disable_corrector": [0]}  # the config value, not its text
+    assert enc.encode(no_corrector)["unipc.disable_corrector"] == "[0]"
+    assert no_corrector.trajectory.build({"num_train_timesteps": 1000}).config.disable_corrector == [0]
+    own = {**enc.initial()[0], "dpm.final_sigmas_type": "sigma_min"}
+    assert enc.decode(own).trajectory is None  # the study's own trajectory keeps the pipeline's scheduler
+    stored = {k: v for k, v in structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True).to_dict().items()
+              if k != "option_genes"}
+    old = make_encoding(EncodingConfig.normalised(stored))
+    assert not {"dpm.final_sigmas_type", "dpm.solver_type"} & set(old.distributions())  # decodes as before
+    member = next(p for p in old.initial() if p.get("traj", "").startswith("DPMSolver"))
+    assert dict(old.decode(member).trajectory.config) == {}
+
+
+def test_variation_flips_only_the_switches_of_the_childs_solver():
+    enc = _switch_encoding()
+    var = StructuredVariation(enc, seed=0)
+    dpm = next(p for p in enc.initial() if p.get("traj", "").startswith("DPMSolver"))
+    unipc = next(p for p in enc.initial() if p.get("traj", "").startswith("UniPC"))
+    assert sorted(var._switches(dpm)) == ["dpm.final_sigmas_type", "dpm.solver_type"]
+    assert sorted(var._switches(unipc)) == ["unipc.disable_corrector", "unipc.final_sigmas_type"]
+    moved = [var.mutate(dpm) for _ in range(300)]
+    assert any(m["dpm.final_sigmas_type"] == "sigma_min" for m in moved)
+    assert any(m["dpm.solver_type"] == "heun" for m in moved)
+    assert all(m["dpm.final_sigmas_type"] in ("zero", "sigma_min") for m in moved)
+    child = var.crossover(dpm, {**dpm, "dpm.final_sigmas_type": "sigma_min"})
+    assert child["dpm.final_sigmas_type"] in ("zero", "sigma_min")  # travels with the placement block

@@ -199,13 +199,14 @@ def _execute(args: argparse.Namespace, resume: bool) -> int:
     return 0
 
 
-def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None = None, refine: bool = True) -> Any:
-    """The export's held-out re-scoring (None when `n_images` is 0)."""
+def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None = None, refine: bool = True,
+             seed0: int | None = None) -> Any:
+    """The export's held-out re-scoring on seeds from `seed0` (None: the protocol's; None when `n_images` is 0)."""
     if not n_images:
         return None
     from .studies.storage import study_dir
     from .studies.study import stored_config
-    from .studies.heldout import REFINE_FACTOR
+    from .studies.heldout import HELDOUT_SEED0, REFINE_FACTOR
     from .studies.verify import TIMING_ROUNDS, heldout_scores
 
     def log(message: str) -> None:
@@ -213,7 +214,8 @@ def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None 
 
     cache = study_dir(url, study.study_name) / "heldout"
     return lambda entries: heldout_scores(study, entries, pipe, stored_config(study), n_images, cache, log,
-                                          rounds or TIMING_ROUNDS, REFINE_FACTOR if refine else 0)
+                                          rounds or TIMING_ROUNDS, REFINE_FACTOR if refine else 0,
+                                          HELDOUT_SEED0 if seed0 is None else seed0)
 
 
 def _outputs(study: Any, args: argparse.Namespace, url: str, pipe: Any = None, heldout: int = 0) -> None:
@@ -250,6 +252,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="re-score the front and the anchors on this many held-out images (default 0: none)")
     p.add_argument("--timing-rounds", type=int,
                    help="interleaved timing rounds of the held-out speedups (default 9; close calls get 2x as many more)")
+    p.add_argument("--heldout-seed", type=int,
+                   help="first seed of the held-out images (default 777000); a fresh range confirms a choice made "
+                        "after looking at held-out scores")
 
 
 @command("export", "write the Pareto-optimal schedules as schedule JSON + index.json", _export_args)
@@ -264,7 +269,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.heldout:
         _set_threads(args)
         _, pipe = resolve({}, stored_config(study))
-    index = export_front(study, export_dir(args), _heldout(study, url, pipe, args.heldout, args.timing_rounds))
+    index = export_front(study, export_dir(args), _heldout(study, url, pipe, args.heldout, args.timing_rounds,
+                                                           seed0=args.heldout_seed))
     print(index)
     _print_heldout(index)
     return 0

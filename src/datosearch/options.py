@@ -86,6 +86,8 @@ BOUNDS: dict[str, Bound] = {
     "guidance": Bound(0.0, 100.0, "guidance scales in use stay below 30; far above, images saturate", integer=False),
     "heldout": Bound(0, MAX_IMAGES, HELDOUT_WHY),
     "timing_rounds": Bound(1, 100, TIMING_WHY),
+    "heldout_seed": Bound(MAX_IMAGES, SEED_MAX - MAX_IMAGES, f"studies calibrate on seeds 0..N-1 (N up to "
+                          f"{MAX_IMAGES:,}) and held-out images must use seeds no study saw; NumPy's seed range above"),
     "pictures": Bound(0, 100, "each picture is embedded in the report page; more than 100 per schedule make it "
                               "too large to open"),
     "stale_after": Bound(0, 30 * 86_400, "a trial running for 30 days is stale whatever its worker does",
@@ -93,6 +95,7 @@ BOUNDS: dict[str, Bound] = {
     "budget": Bound(0, MAX_BUDGET_MINUTES, "a time limit of more than 30 days limits nothing: leave --budget out "
                                            "and stop the search with Ctrl-C", integer=False),
 }
+LOW_WHY = {"heldout_seed"}  # whose reason also explains the lower bound
 EXCLUSIVE_LOW = {"stale_after": "seconds", "budget": "minutes"}  # strictly above `lo`: their unit
 NONEMPTY_LISTS = ("objectives", "branches", "prompts")
 FLAGS = {"sampler_seed": "--seed", "prompts": "--prompt"}
@@ -118,7 +121,7 @@ def _check_number(dest: str, value: Any) -> None:
     low_ok = value > bound.lo if dest in EXCLUSIVE_LOW else value >= bound.lo
     off_step = bound.step > 1 and math.isfinite(value) and value % bound.step != 0
     if not (math.isfinite(value) and low_ok and value <= bound.hi) or off_step:
-        why = f" ({bound.why})" if value > bound.hi or off_step else ""
+        why = f" ({bound.why})" if value > bound.hi or off_step or dest in LOW_WHY else ""
         if dest in EXCLUSIVE_LOW:
             raise OptionError(f"{flag(dest)} must be a number of {EXCLUSIVE_LOW[dest]} > {_number(bound.lo)} "
                               f"and at most {_number(bound.hi)}{why}, got {_number(value)}")

@@ -5,11 +5,12 @@ front, drawn uniformly among the members refined least so far: its continuous ge
 timesteps) proposed by Optuna's TPE on the study's trials that share its other genes (`search.local`).
 Otherwise the child is bred from parents picked by binary tournament (feasible before infeasible, then
 Pareto dominance). The crossover keeps
-structure: the placement block (trajectory and its timestep genes, full-call count, warp, center,
-last) comes whole from one parent, each phase's (action, order, damping) from either,
+structure: the placement block (trajectory, its timestep and config-switch genes, full-call count, warp,
+center, last) comes whole from one parent, each phase's (action, order, damping) from either,
 each pruning ratio from either. Mutations insert or delete full calls, shift them (warp, center,
 ending on the last call or not), change a phase's action or forecast, step a pruning ratio, switch
-the trajectory, or move where its steps sit (a small step on the timestep genes' start and bend).
+the trajectory, move where its steps sit (a small step on the timestep genes' start and bend), or flip
+one of its solver's config switches.
 A child that repeats an evaluated schedule is mutated again (a few times at most), so the budget is
 not spent on duplicates.
 """
@@ -26,7 +27,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from ..space.structured import POWER_RANGE
-from ..space.trajectory import WARP_POWER, WARP_START
+from ..space.trajectory import WARP_POWER, WARP_START, switch_choices
 from . import local
 from .attrs import KEY_ATTR, OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR
 from .local import PLACEMENT_GENES, TIMESTEP_GENES
@@ -116,7 +117,7 @@ class StructuredVariation:
     def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         """Placement block from one parent; phases and ratios gene-group-wise from either."""
         first, second = (a, b) if self.rng.rand() < 0.5 else (b, a)
-        child = {k: first[k] for k in PLACEMENT if k in first}
+        child = {k: first[k] for k in (*PLACEMENT, *self.encoding.switch_genes()) if k in first}
         for p in range(self.encoding.cfg.phases):
             src = a if self.rng.rand() < 0.5 else b
             child.update({f"{g}{p}": src[f"{g}{p}"] for g in ("act", "ord", "damp")})
@@ -135,7 +136,7 @@ class StructuredVariation:
         cfg, enc, rng = self.encoding.cfg, self.encoding, self.rng
         child = dict(params)
         ops = ["full", "warp", "center", "phase"] + (["ratio"] if cfg.blocks else []) + \
-            [op for op in ("traj", "last", "tstart") if op in child]
+            [op for op in ("traj", "last", "tstart") if op in child] + (["switch"] if self._switches(child) else [])
         chosen = {ops[rng.randint(len(ops))] for _ in range(1 + rng.poisson(0.7))}
         for op in sorted(chosen):  # sorted: the same seed breeds the same children in every process
             if op == "full":  # insert or delete full calls (a step that grows with their number)
@@ -153,12 +154,21 @@ class StructuredVariation:
             elif op == "tstart":  # move where the base trajectory's steps sit: its start, its bend
                 child["tstart"] = float(min(WARP_START[1], max(WARP_START[0], child["tstart"] + rng.normal(0, 0.03))))
                 child["tpow"] = float(min(WARP_POWER[1], max(WARP_POWER[0], child["tpow"] * math.exp(rng.normal(0, 0.15)))))
+            elif op == "switch":  # another value of one of the trajectory's config switches
+                gene = sorted(self._switches(child))[rng.randint(len(self._switches(child)))]
+                choices = [c for c in switch_choices(self.encoding.switch_genes()[gene][2]) if c != child[gene]]
+                child[gene] = choices[rng.randint(len(choices))]
             elif op == "ratio":
                 key = f"r:{cfg.blocks[rng.randint(len(cfg.blocks))]}"
                 child[key] = _step(cfg.ratio_steps, child[key], int(rng.choice([-1, 1])))
             else:
                 child["traj"] = self._neighbour_trajectory(child["traj"])
         return child, chosen
+
+    def _switches(self, child: dict[str, Any]) -> list[str]:
+        """The switch genes of `child`'s trajectory's solver (the genes other solvers ignore left out)."""
+        _, traj = self.encoding.trajectory_of(child)
+        return [g for g, (solver, _, _) in self.encoding.switch_genes().items() if solver == traj["scheduler"] and g in child]
 
     def _neighbour_trajectory(self, name: str) -> str:
         """Another base trajectory near `name`: the same solver one step-count notch up or down, or

@@ -42,6 +42,8 @@ class EncodingConfig:
     `timestep_genes` (structured only) adds ``tstart`` and ``tpow``: where the steps of a trajectory
     whose scheduler takes explicit `timesteps` sit (`space.trajectory.warp_timesteps`); studies
     stored before them lack the genes and run those trajectories at the config's default spacing.
+    `option_genes` (structured only) adds the listed solvers' config switches (`space.trajectory.SWITCHES`);
+    studies stored before them lack the genes and run diffusers' defaults.
     """
 
     n_calls: int
@@ -63,6 +65,7 @@ class EncodingConfig:
     trajectories: list[dict[str, Any]] = field(default_factory=list)
     last_gene: bool = False
     timestep_genes: bool = False
+    option_genes: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -9,6 +9,9 @@ Genes:
   scheduler takes explicit timesteps (DPM-Solver++, Euler) sit: `space.trajectory.warp_timesteps`,
   passed to the pipeline as `timesteps=` (DESIGN §11: bent toward low noise they beat default spacing
   by 3-7 dB at 5-10 steps on the embedded model);
+- ``dpm.final_sigmas_type``, ``unipc.disable_corrector``, ... (with `EncodingConfig.option_genes`): the
+  listed solvers' config switches of `space.trajectory.SWITCHES` (first choice: diffusers' default),
+  written into the trajectory's config where they differ from it;
 - per phase p (early / middle / late thirds of the trajectory): ``act{p}`` the action of its
   non-full calls (shallow branch or reuse), ``ord{p}`` the forecast order (0 = plain reuse of the
   cache) and ``damp{p}`` the forecast damping;
@@ -31,7 +34,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from .encoding import Encoding, action_of, gene_of, nearest_step
 from .schedule import FULL, REUSE, Action, Forecast, Schedule
 from .placement import full_positions, phase_of
-from .trajectory import WARP_POWER, WARP_START, Trajectory, takes, warp_timesteps
+from .trajectory import (SWITCHES, WARP_POWER, WARP_START, Trajectory, switch_choices, switch_gene, switched, takes,
+                         warp_timesteps)
 
 POWER_RANGE = (0.3, 3.0)
 # The first generation: placements and actions spread across the speed range.
@@ -73,7 +77,8 @@ class StructuredEncoding(Encoding):
     def _traj_names(self) -> list[str]:
         return [f"{t['scheduler']}:{t['steps']}" for t in self.trajectories]
 
-    def _trajectory(self, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    def trajectory_of(self, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(index, entry) of the listed trajectory that `params` run on (the study's own without a ``traj`` gene)."""
         i = self._traj_names().index(params["traj"]) if "traj" in params else 0
         return i, self.trajectories[i]
 
@@ -95,6 +100,8 @@ class StructuredEncoding(Encoding):
         if self.timestep_genes:
             dists["tstart"] = FloatDistribution(*WARP_START)
             dists["tpow"] = FloatDistribution(*WARP_POWER)
+        for gene, (_, _, values) in self.switch_genes().items():
+            dists[gene] = CategoricalDistribution(list(switch_choices(values)))
         for p in range(cfg.phases):
             dists[f"act{p}"] = CategoricalDistribution(cfg.actions)
             dists[f"ord{p}"] = CategoricalDistribution(cfg.orders)
@@ -103,7 +110,7 @@ class StructuredEncoding(Encoding):
 
     def decode_plan(self, params: Mapping[str, Any]) -> Schedule:
         cfg = self.cfg
-        index, traj = self._trajectory(params)
+        index, traj = self.trajectory_of(params)
         n = traj["calls"]
         full = set(full_positions(n, int(params["full"]), float(params["warp"]), float(params["center"]),
                                   bool(params.get("last", False))))
@@ -122,7 +129,7 @@ class StructuredEncoding(Encoding):
     def warped(self, params: Mapping[str, Any]) -> bool:
         """Whether the timestep genes of `params` move its trajectory's steps (not the study's own trajectory,
         whose timesteps stay the pipeline's; a listed one whose scheduler takes explicit timesteps)."""
-        index, traj = self._trajectory(params)
+        index, traj = self.trajectory_of(params)
         return index > 0 and "tstart" in params and _warpable(traj)
 
     @property
@@ -130,9 +137,36 @@ class StructuredEncoding(Encoding):
         """Whether the genome has ``tstart`` / ``tpow`` (some trajectory's scheduler takes explicit timesteps)."""
         return self.cfg.timestep_genes and any(_warpable(t) for t in self.trajectories)
 
+    def switch_genes(self) -> dict[str, tuple[str, str, tuple[Any, ...]]]:
+        """gene -> (scheduler, option, config values): the config switches (`SWITCHES`) of the listed solvers, with
+        `EncodingConfig.option_genes` (none for the study's own trajectory, which keeps the pipeline's)."""
+        if not self.cfg.option_genes:
+            return {}
+        solvers = dict.fromkeys(t["scheduler"] for t in self.trajectories[1:] if t["scheduler"] is not None)
+        return {switch_gene(s, o): (s, o, c) for s in solvers for o, c in SWITCHES.get(s, {}).items()}
+
+    def _switch_values(self, trajectory: Trajectory | None) -> dict[str, Any]:
+        """The switch genes that express `trajectory`'s config (the first choice where it sets none)."""
+        out = {}
+        for gene, (solver, option, values) in self.switch_genes().items():
+            value = trajectory.config.get(option) if trajectory is not None and trajectory.scheduler == solver else None
+            out[gene] = switch_choices(values)[values.index(value) if value in values else 0]
+        return out
+
+    def _unswitched(self, trajectory: Trajectory) -> Trajectory:
+        """`trajectory` without the config options its switch genes express."""
+        switched = {o: c for s, o, c in self.switch_genes().values() if s == trajectory.scheduler}
+        return replace(trajectory, config={k: v for k, v in trajectory.config.items()
+                                           if k not in switched or v not in switched[k]})
+
     def _base(self, traj: dict[str, Any], params: Mapping[str, Any]) -> Trajectory:
-        """The trajectory of a listed entry, its timesteps warped by the genes where its scheduler takes them."""
+        """The trajectory of a listed entry: its config switched and its timesteps warped by the genes (where its
+        scheduler takes them)."""
         base = Trajectory.from_dict(traj)
+        options = switched(base.scheduler, {o: params[g] for g, (solver, o, _) in self.switch_genes().items()
+                                            if solver == base.scheduler and g in params})
+        if options:
+            base = replace(base, config={**base.config, **options})
         if "tstart" not in params or not _warpable(traj):
             return base
         return replace(base, timesteps=warp_timesteps(base.steps, float(params["tstart"]), float(params["tpow"])))
@@ -143,7 +177,7 @@ class StructuredEncoding(Encoding):
         named = schedule.meta.get("genes")
         if named is not None and self._decodes_to(named, schedule):
             genes = self.plan_distributions()
-            return {k: v for k, v in named.items() if k in genes}
+            return {**self._switch_values(schedule.trajectory), **{k: v for k, v in named.items() if k in genes}}
         params = self.nearest_plan(schedule)
         if params is None:
             return None
@@ -172,7 +206,8 @@ class StructuredEncoding(Encoding):
         if schedule.trajectory is None:
             index = 0
         else:  # the listed trajectory of the same scheduler and steps (its timesteps: the nearest genes)
-            matches = [i for i, t in enumerate(self.trajectories) if _same_base(t, schedule.trajectory)]
+            unswitched = self._unswitched(schedule.trajectory)
+            matches = [i for i, t in enumerate(self.trajectories) if _same_base(t, unswitched)]
             if not matches:
                 return None
             index = matches[0]
@@ -188,6 +223,7 @@ class StructuredEncoding(Encoding):
         if self.timestep_genes:
             timesteps = schedule.trajectory.timesteps if schedule.trajectory is not None else None
             params["tstart"], params["tpow"] = _fit_warp(timesteps) if timesteps else INITIAL_TIMESTEPS
+        params.update(self._switch_values(schedule.trajectory))
         for p in range(cfg.phases):
             calls = [t for t in range(n) if schedule.cache[t] != FULL and phase_of(t, n, cfg.phases) == p]
             genes = Counter(gene_of(schedule.cache[t]) for t in calls)
@@ -259,6 +295,8 @@ class StructuredEncoding(Encoding):
         if self.timestep_genes:
             params.setdefault("tstart", INITIAL_TIMESTEPS[0])
             params.setdefault("tpow", INITIAL_TIMESTEPS[1])
+        for gene, value in self._switch_values(None).items():
+            params.setdefault(gene, value)
         if len(self.trajectories) > 1:
             params["traj"] = self._traj_names()[traj]
         params.update({f"r:{b}": 0.0 for b in self.cfg.blocks})

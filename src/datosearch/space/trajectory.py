@@ -214,6 +214,39 @@ def make_scheduler(name: str, config: Any) -> Any:
     return scheduler_class(cls_name).from_config(config, **options)
 
 
+# Config switches that move few-step quality by >= 0.3 dB either way, depending on the plan, on the embedded
+# model's calibration images (bench/results/config-switches.md): the structured encoding's option genes.
+# The first value is diffusers' default. DPM-Solver++'s final sigma: sigma_min gains ~1 dB on forecasting
+# plans of 8-12 steps and loses 1-4 dB elsewhere; heun: +0.4 dB at 5 full steps, -0.85 at 10. UniPC: no
+# corrector after the first step +0.6 / +0.4 dB at 5 / 7 full steps; sigma_min -0.4 to +0.2 dB.
+SWITCHES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "DPMSolverMultistepScheduler": {"final_sigmas_type": ("zero", "sigma_min"), "solver_type": ("midpoint", "heun")},
+    "UniPCMultistepScheduler": {"final_sigmas_type": ("zero", "sigma_min"), "disable_corrector": ([], [0])},
+}
+
+
+def switch_gene(scheduler: str, option: str) -> str:
+    """The option gene of `scheduler`'s config switch `option` ("dpm.final_sigmas_type")."""
+    short = min((k for k, v in SHORT_NAMES.items() if v == scheduler), key=len, default=scheduler)
+    return f"{short}.{option}"
+
+
+def switch_choices(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A switch's config values as an Optuna categorical holds them (lists as their JSON text, "[0]")."""
+    return tuple(v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v) for v in values)
+
+
+def switched(scheduler: str, choices: Mapping[str, Any]) -> dict[str, Any]:
+    """The config overrides of `scheduler`'s switches given as {option: choice} (`switch_choices`'s form):
+    only those that differ from diffusers' default (an option not given keeps it)."""
+    out = {}
+    for option, values in SWITCHES.get(scheduler, {}).items():
+        i = switch_choices(values).index(choices[option]) if option in choices else 0
+        if i:
+            out[option] = values[i]
+    return out
+
+
 WARP_START = (0.7, 1.0)  # fraction of the training timesteps where a warped trajectory starts
 WARP_POWER = (1.0, 3.0)  # > 1: the steps bend toward low noise
 

@@ -99,6 +99,7 @@ def default_encoding(pipe: Any, steps: int, search_steps: bool = False, **overri
     if fields.get("kind") == "structured":
         fields.setdefault("last_gene", True)
         fields.setdefault("timestep_genes", True)
+        fields.setdefault("option_genes", True)
     if search_steps:
         if fields.get("kind") != "structured":
             raise UserValueError("--search-steps needs the structured encoding (--encoding structured)")

@@ -168,8 +168,9 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
                   guidance: float | None = None, model: str = "embedded", cache_dir: str | Path | None = None,
                   converged: ConvergedReference | None = None, repeats: int = 5, latency_images: int = 4,
                   batch_size: int = 20, log: Callable[[str], None] | None = None,
-                  compare: Sequence[tuple[int, int]] = (), refine_factor: int = REFINE_FACTOR) -> list[dict[str, Any]]:
-    """Score each schedule on `n_images` held-out images; one dict per schedule, in order.
+                  compare: Sequence[tuple[int, int]] = (), refine_factor: int = REFINE_FACTOR,
+                  seed0: int = HELDOUT_SEED0) -> list[dict[str, Any]]:
+    """Score each schedule on `n_images` held-out images (seeds from `seed0`); one dict per schedule, in order.
 
     The study's full compute is `pipe` with `scheduler` (None: its own) at `steps` (None: the
     pipeline's default); a schedule runs on its own trajectory (`Schedule.trajectory`), else on those. None
@@ -180,7 +181,7 @@ def score_heldout(pipe: Any, schedules: Sequence[Schedule | None], n_images: int
     (`close_calls`) are timed `refine_factor` x `repeats` more rounds.
     """
     log = log or (lambda _: None)
-    calib = HeldoutProtocol(n_images).calibration(pipe, steps, guidance, batch_size)
+    calib = HeldoutProtocol(n_images, seed0).calibration(pipe, steps, guidance, batch_size)
     device = pipe.device
     hardware = obj.device_name(device)
     if converged is None:

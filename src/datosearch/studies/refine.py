@@ -5,7 +5,8 @@ each count K of full calls in `CALLS` (below the study's own calls), TPE (Optuna
 searches one family on the first `IMAGES` calibration images against the study's reference (never
 held-out seeds): DPM-Solver++ 2M at n = K+1..2K steps, timesteps `warp_timesteps(n, start, power)`, K
 full calls placed by `full_positions(power, center, last)` as the structured encoding places them, every
-other call a forecast reuse (order, damping). Reuse runs no U-Net layer, so a member costs about K calls.
+other call a forecast reuse (order, damping), the solver's config switches (`space.trajectory.SWITCHES`:
+final sigma, solver type) chosen too. Reuse runs no U-Net layer, so a member costs about K calls.
 The best plan of each K is enqueued as a first-generation member (operator "refined") by its structured
 genes (`genes`; the study lists DPM-Solver++ at every step count of the family), so that evolution and its
 local refinement (`search.local`) vary the plan itself.
@@ -35,7 +36,8 @@ from ..space.placement import full_positions
 from ..space.schedule import FULL, REUSE, Forecast, Schedule
 from ..space.encoding import DAMPING_STEPS, PHASES, gene_of
 from ..space.structured import POWER_RANGE, uniform_phases
-from ..space.trajectory import LABELS, WARP_POWER, WARP_START, Trajectory, takes, warp_timesteps
+from ..space.trajectory import (LABELS, SWITCHES, WARP_POWER, WARP_START, Trajectory, switch_choices, switch_gene, switched,
+                                takes, warp_timesteps)
 from .build import calibration
 from .tuning import cached_json, calibration_key
 
@@ -43,14 +45,14 @@ SOLVER = "DPMSolverMultistepScheduler"
 CALLS = (5, 7, 10)
 TRIALS = 40  # TPE trials per count of full calls (the two `starts` included); the study refines further (`search.local`)
 IMAGES = 16  # the first calibration images the search scores on
-METHOD = "refine@2"  # @2: damping on the encoding's steps, genes in the members' meta
+METHOD = "refine@3"  # @2: damping on the encoding's steps, genes in the members' meta; @3: config switches
 
 
 def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER, phases: int = PHASES) -> Schedule:
     """`k` full calls on `solver` at k + `extra` warped steps, forecast reuse between; its genes in `meta`
     (`genes`, for a structured encoding of `phases` phases)."""
     n = k + int(params["extra"])
-    traj = Trajectory(solver, n, timesteps=warp_timesteps(n, params["tstart"], params["tpow"], top))
+    traj = Trajectory(solver, n, switched(solver, params), timesteps=warp_timesteps(n, params["tstart"], params["tpow"], top))
     full = set(full_positions(n, k, params["power"], params["center"], params["last"]))
     order = int(params["order"])
     forecast = {c: Forecast(order, float(params["damping"])) for c in range(n) if c not in full}
@@ -65,25 +67,29 @@ def genes(params: dict[str, Any], k: int, solver: str, phases: int) -> dict[str,
     itself. The study lists `solver` at every step count of the family (`studies.build.DENSE_STEPS`)."""
     out = {"traj": f"{solver}:{k + int(params['extra'])}", "full": k, "warp": float(params["power"]),
            "center": float(params["center"]), "last": bool(params["last"]), "tstart": float(params["tstart"]),
-           "tpow": float(params["tpow"])}
+           "tpow": float(params["tpow"]),
+           **{switch_gene(solver, o): params.get(o, switch_choices(values)[0]) for o, values in SWITCHES.get(solver, {}).items()}}
     return {**out, **uniform_phases(phases, gene_of(REUSE), int(params["order"]), float(params["damping"]))}
 
 
-def suggest(trial: optuna.Trial, k: int) -> dict[str, Any]:
-    """The family's genes for `k` full calls."""
-    return {"extra": trial.suggest_int("extra", 1, k), "tstart": trial.suggest_float("tstart", *WARP_START),
+def suggest(trial: optuna.Trial, k: int, solver: str = SOLVER) -> dict[str, Any]:
+    """The family's genes for `k` full calls on `solver`."""
+    switches = {o: trial.suggest_categorical(o, list(switch_choices(values))) for o, values in SWITCHES.get(solver, {}).items()}
+    return {**switches, "extra": trial.suggest_int("extra", 1, k), "tstart": trial.suggest_float("tstart", *WARP_START),
             "tpow": trial.suggest_float("tpow", *WARP_POWER),
             "power": trial.suggest_float("power", *POWER_RANGE, log=True),
             "center": trial.suggest_float("center", 0.0, 1.0), "last": trial.suggest_categorical("last", [True, False]),
             "order": trial.suggest_int("order", 1, 2), "damping": trial.suggest_categorical("damping", DAMPING_STEPS)}
 
 
-def starts(k: int) -> list[dict[str, Any]]:
-    """Where TPE starts (enqueued before its own draws), both ending on a full call with order-2 forecasts:
+def starts(k: int, solver: str = SOLVER) -> list[dict[str, Any]]:
+    """Where TPE starts (enqueued before its own draws), both ending on a full call with order-2 forecasts and
+    `solver`'s default config:
     one forecast call among k + 1 steps, and full calls alternating with forecasts over 2k - 2 steps. On 16
     calibration images of the embedded model, TPE alone (200 trials) never left k + 1 steps at 5 and 7 full
     calls, while the alternating plan was the best hand-placed one at 5, 7 and 10."""
-    base = {"tstart": 0.94, "tpow": 1.5, "power": 1.0, "center": 0.0, "last": True, "order": 2, "damping": 1.0}
+    base = {"tstart": 0.94, "tpow": 1.5, "power": 1.0, "center": 0.0, "last": True, "order": 2, "damping": 1.0,
+            **{o: switch_choices(values)[0] for o, values in SWITCHES.get(solver, {}).items()}}
     return [dict(base, extra=1)] + ([dict(base, extra=k - 2)] if k > 3 else [])
 
 
@@ -93,10 +99,10 @@ def search(ev: Evaluator, reference: torch.Tensor, k: int, trials: int = TRIALS,
     top = ev.pipe.scheduler.config["num_train_timesteps"]
 
     def objective(trial: optuna.Trial) -> float:
-        return paired_metrics(ev.images(cached_plan(suggest(trial, k), k, top, solver)), reference)["psnr"]
+        return paired_metrics(ev.images(cached_plan(suggest(trial, k, solver), k, top, solver)), reference)["psnr"]
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    for start in starts(k):
+    for start in starts(k, solver):
         study.enqueue_trial(start)
     with optuna_warnings_only():  # no log line per trial
         study.optimize(objective, n_trials=trials)

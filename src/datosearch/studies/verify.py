@@ -48,21 +48,21 @@ def anchor_schedules_of(study: optuna.Study) -> list[tuple[str, Schedule]]:
 def heldout_scores(study: optuna.Study, entries: Sequence[FrontEntry], pipe: Any, config: StudyConfig,
                    n_images: int, cache_dir: str | Path | None = None,
                    log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS,
-                   refine_factor: int = ho.REFINE_FACTOR) -> dict[str, Any]:
+                   refine_factor: int = ho.REFINE_FACTOR, seed0: int = ho.HELDOUT_SEED0) -> dict[str, Any]:
     """Held-out rows for the front entries (same order) and the compared anchors, with `beats`."""
     named = [(e.anchor or f"trial-{e.trial.number}", e.schedule) for e in entries]
     return score_against_anchors(named, anchor_schedules_of(study), pipe, config, n_images, cache_dir, log, rounds,
-                                 refine_factor)
+                                 refine_factor, seed0)
 
 
 def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequence[tuple[str, Schedule]], pipe: Any,
                           config: StudyConfig, n_images: int, cache_dir: str | Path | None = None,
                           log: Callable[[str], None] | None = None, rounds: int = TIMING_ROUNDS,
-                          refine_factor: int = ho.REFINE_FACTOR) -> dict[str, Any]:
-    """Score `named` schedules and the `anchors` on held-out images in one run (one timing session);
+                          refine_factor: int = ho.REFINE_FACTOR, seed0: int = ho.HELDOUT_SEED0) -> dict[str, Any]:
+    """Score `named` schedules and the `anchors` on held-out images (seeds from `seed0`) in one run (one timing session);
     `front` rows (same order as `named`) carry `beats`: the anchors each dominates. Close calls get
     `refine_factor` x `rounds` more timing rounds (`heldout.close_calls`; 0: none)."""
-    protocol = ho.HeldoutProtocol(n_images)
+    protocol = ho.HeldoutProtocol(n_images, seed0)
     converged = ho.converged_reference(pipe, protocol.prompts, protocol.seeds, guidance=config.guidance, check=CONVERGENCE_CHECK_IMAGES,
                                        cache_dir=cache_dir, model=config.model)
     everything = [*named, *anchors]
@@ -74,13 +74,13 @@ def score_against_anchors(named: Sequence[tuple[str, Schedule]], anchors: Sequen
     scored = ho.score_heldout(pipe, [s for _, s in unique.values()], n_images, names=[n for n, _ in unique.values()],
                               steps=config.steps, scheduler=config.scheduler, guidance=config.guidance,
                               model=config.model, cache_dir=cache_dir, converged=converged, repeats=rounds, log=log,
-                              compare=compare, refine_factor=refine_factor)
+                              compare=compare, refine_factor=refine_factor, seed0=seed0)
     by_key = dict(zip(unique, scored))
     rows = [{**by_key[schedule.key()], "name": name} for name, schedule in everything]
     front, anchor_rows = rows[:len(named)], rows[len(named):]
     for row in front:
         row["beats"] = ho.beaten_anchors(row, anchor_rows)
-    return {"n_images": n_images, "seed0": ho.HELDOUT_SEED0, "reference": converged.describe(),
+    return {"n_images": n_images, "seed0": seed0, "reference": converged.describe(),
             "dominance": {"speed": ho.SPEED_TOLERANCE, "psnr_db": ho.PSNR_MARGIN_DB, "fid_slack": ho.FID_SLACK,
                           "fid_margin": ho.FID_MARGIN},
             "front": front, "anchors": anchor_rows}
