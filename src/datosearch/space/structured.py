@@ -155,9 +155,9 @@ class StructuredEncoding(Encoding):
 
     def _unswitched(self, trajectory: Trajectory) -> Trajectory:
         """`trajectory` without the config options its switch genes express."""
-        switched = {o: c for s, o, c in self.switch_genes().values() if s == trajectory.scheduler}
+        values = {o: c for s, o, c in self.switch_genes().values() if s == trajectory.scheduler}
         return replace(trajectory, config={k: v for k, v in trajectory.config.items()
-                                           if k not in switched or v not in switched[k]})
+                                           if k not in values or v not in values[k]})
 
     def _base(self, traj: dict[str, Any], params: Mapping[str, Any]) -> Trajectory:
         """The trajectory of a listed entry: its config switched and its timesteps warped by the genes (where its
