@@ -47,7 +47,9 @@ def test_the_member_is_the_best_of_its_search_on_the_calibration_images(embedded
 
     monkeypatch.setattr(refine, "paired_metrics", record)
     again = refine.refined_members(pipe, config, reference, None, calls=(3,), trials=6)  # no cache: searched
-    assert len(seen) == 6 and again[0].to_dict() == members[0].to_dict()  # seeded: the same search
+    combinations = len(refine.switch_combinations(refine.SOLVER))  # TPE's best tried with every config switch
+    assert combinations == 4 and len(seen) == 6 + combinations - 1
+    assert again[0].to_dict() == members[0].to_dict()  # seeded: the same search
     from datosearch import dato
     handle = dato.apply(pipe, again[0])
     try:
