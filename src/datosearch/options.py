@@ -86,8 +86,9 @@ BOUNDS: dict[str, Bound] = {
     "guidance": Bound(0.0, 100.0, "guidance scales in use stay below 30; far above, images saturate", integer=False),
     "heldout": Bound(0, MAX_IMAGES, HELDOUT_WHY),
     "timing_rounds": Bound(1, 100, TIMING_WHY),
-    "heldout_seed": Bound(MAX_IMAGES, SEED_MAX - MAX_IMAGES, f"studies calibrate on seeds 0..N-1 (N up to "
-                          f"{MAX_IMAGES:,}) and held-out images must use seeds no study saw; NumPy's seed range above"),
+    "heldout_seed": Bound(MAX_IMAGES, SEED_MAX - MAX_IMAGES, f"studies calibrate on seeds 0..N-1 with N at most "
+                          f"{MAX_IMAGES:,}, and held-out images must use seeds no study saw; above, NumPy's seed range "
+                          f"ends"),
     "pictures": Bound(0, 100, "each picture is embedded in the report page; more than 100 per schedule make it "
                               "too large to open"),
     "stale_after": Bound(0, 30 * 86_400, "a trial running for 30 days is stale whatever its worker does",
