@@ -34,6 +34,20 @@ def one_thread() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def run_threads() -> Iterator[None]:
+    """Torch on the threads `datosearch run` generates with (every core the process may use), so that images
+    generated here equal its trials' bit for bit (a thread count of its own may round one pixel otherwise)."""
+    import os
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def quick_tuning() -> Iterator[None]:
     """Tuned anchors from one warp start and one descent pass (tests/test_tuning.py covers the full search):
     a study on the tiny model still enqueues them, at a third of the cost."""

@@ -17,7 +17,7 @@ from datosearch.search.evaluator import images_digest
 from datosearch.space.io import json_schema
 from datosearch.space.schedule import Schedule
 from datosearch.studies import export_front, open_study, write_report
-from search_helpers import TINY_ARGS, cli_study, one_thread
+from search_helpers import TINY_ARGS, cli_study, one_thread, run_threads
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_export_validates_and_reapplies(study_url, tmp_path, capsys):
     assert list(index["entries"][k]["values"].values()) == trial.values
     prompts = study.user_attrs["datosearch_config"]["prompts"]
     args = ["apply", "--schedule", str(out / "index.json"), "--index", str(k), "--out", str(tmp_path / "img")]
-    with one_thread():
+    with run_threads():  # as the study's trials were generated (a user's process: torch's default, every core)
         assert cli.main(args + [a for p in prompts for a in ("--prompt", p)]) == 0
     paths = sorted((tmp_path / "img").glob("*.png"))
     images = torch.stack([torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1) / 255.0 for p in paths])
