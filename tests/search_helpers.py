@@ -37,10 +37,10 @@ def one_thread() -> Iterator[None]:
 def run_threads() -> Iterator[None]:
     """Torch on the threads `datosearch run` generates with (every core the process may use), so that images
     generated here equal its trials' bit for bit (a thread count of its own may round one pixel otherwise)."""
-    import os
+    from datosearch.objectives import generation_threads
 
     before = torch.get_num_threads()
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(generation_threads())
     try:
         yield
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -158,15 +157,15 @@ def _set_threads(args: argparse.Namespace) -> None:
     `--threads` too, as it shares the machine with other workers."""
     import torch
 
-    from .objectives import set_timing_threads
+    from .objectives import generation_threads, set_timing_threads
     from .studies.resolve import default_device
 
     threads, device = getattr(args, "threads", None), getattr(args, "device", None)
     if threads is not None or (device or default_device()) == "cpu":
         timing = 1 if threads is None else threads
         set_timing_threads(timing)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(timing if getattr(args, "command", None) == "worker" else max(timing, cores))
+        worker = getattr(args, "command", None) == "worker"
+        torch.set_num_threads(timing if worker else max(timing, generation_threads()))
 
 
 def _execute(args: argparse.Namespace, resume: bool) -> int:

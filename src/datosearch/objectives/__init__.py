@@ -14,8 +14,8 @@ from typing import Sequence
 from .errors import ObjectiveError
 from .features import INCEPTION_WEIGHTS_ENV, ConvRandomFeatures, get_extractor
 from .fid import FidProxy, check_images, load_stats
-from .latency import (Latency, device_name, measure_latency, set_timing_threads, speedup, steady_clock,
-                      timing_session)
+from .latency import (Latency, device_name, generation_threads, measure_latency, set_timing_threads, speedup,
+                      steady_clock, timing_session)
 from .macs import call_macs, count_macs
 from .paired import paired_metrics
 from .shift import FeatureShift
@@ -38,7 +38,8 @@ def objective_directions(names: Sequence[str] = DEFAULT_OBJECTIVES) -> list[str]
     return [OBJECTIVES[n] for n in names]
 
 
-__all__ = ["DEFAULT_OBJECTIVES", "INCEPTION_WEIGHTS_ENV", "OBJECTIVES", "ConvRandomFeatures", "FeatureShift", "FidProxy",
-           "Latency", "ObjectiveError", "call_macs", "check_images", "count_macs", "device_name", "get_extractor",
-           "load_or_compute_reference", "load_stats", "measure_latency", "objective_directions", "paired_metrics",
-           "reference_key", "reference_path", "set_timing_threads", "speedup", "steady_clock", "timing_session"]
+__all__ = ["DEFAULT_OBJECTIVES", "INCEPTION_WEIGHTS_ENV", "OBJECTIVES", "ConvRandomFeatures", "FeatureShift",
+           "FidProxy", "Latency", "ObjectiveError", "call_macs", "check_images", "count_macs", "device_name",
+           "generation_threads", "get_extractor", "load_or_compute_reference", "load_stats", "measure_latency",
+           "objective_directions", "paired_metrics", "reference_key", "reference_path", "set_timing_threads", "speedup",
+           "steady_clock", "timing_session"]

@@ -69,6 +69,11 @@ def set_timing_threads(threads: int | None) -> int | None:
     return previous
 
 
+def generation_threads() -> int:
+    """The torch threads images are generated on (CPU): every core this process may use (`taskset` limits it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def timing_threads() -> int:
     """The torch thread count that CPU timing runs on."""
     return _timing_threads or torch.get_num_threads()

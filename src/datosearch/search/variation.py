@@ -155,7 +155,8 @@ class StructuredVariation:
                 child["tstart"] = float(min(WARP_START[1], max(WARP_START[0], child["tstart"] + rng.normal(0, 0.03))))
                 child["tpow"] = float(min(WARP_POWER[1], max(WARP_POWER[0], child["tpow"] * math.exp(rng.normal(0, 0.15)))))
             elif op == "switch":  # another value of one of the trajectory's config switches
-                gene = sorted(self._switches(child))[rng.randint(len(self._switches(child)))]
+                genes = sorted(self._switches(child))
+                gene = genes[rng.randint(len(genes))]
                 choices = [c for c in switch_choices(self.encoding.switch_genes()[gene][2]) if c != child[gene]]
                 child[gene] = choices[rng.randint(len(choices))]
             elif op == "ratio":
