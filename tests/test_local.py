@@ -160,3 +160,26 @@ def test_a_burst_starts_at_the_least_refined_front_member(monkeypatch):
         variation = StructuredVariation(enc, seed=seed)
         variation(study, enc.distributions(), study.trials[:2])
         assert variation.made == {"operator": "local", "parents": [1]}
+
+
+def test_a_burst_first_tries_the_timestep_pair_of_the_nearest_counts_best():
+    enc = _encoding()
+    parent_genes = {**_parent(enc), "full": 14, "tstart": 0.9, "tpow": 1.7}
+    scored = [({"full": 10, "tstart": 0.97, "tpow": 1.68}, 51.0, {}), ({"full": 10, "tstart": 0.95, "tpow": 1.5}, 49.0, {}),
+              ({"full": 5, "tstart": 0.8, "tpow": 1.4}, 60.0, {}),  # best overall, but far from 14 full calls
+              ({"full": 13, "tstart": 0.75, "tpow": 2.5}, 70.0, {PLAN_ATTR: {}}),  # genes that are not its plan
+              ({"full": 14, "tstart": 0.9, "tpow": 1.7}, 47.0, {})]  # the parent's own pair
+    trials = []
+    for number, (genes, psnr, attrs) in enumerate(scored):
+        t = create_trial(params={**parent_genes, **genes}, distributions=enc.distributions(), values=[0.0, 0.0],
+                         user_attrs={local.SCORE: psnr, **attrs})
+        t.number = number
+        trials.append(t)
+    parent = trials[-1]
+    assert local.transferred(parent, trials) == {"tstart": 0.97, "tpow": 1.68}
+    assert local.transferred(parent, [parent]) is None
+    variation = StructuredVariation(enc, seed=0)
+    child = variation._local(parent, trials, seen=set())
+    assert (child["tstart"], child["tpow"], child["full"]) == (0.97, 1.68, 14)  # the parent's plan on that pair
+    again = variation._local(parent, trials, seen={enc.decode(child).key()})
+    assert (again["tstart"], again["tpow"]) != (0.97, 1.68)  # tried already: TPE's proposals go on

@@ -261,6 +261,21 @@ def test_variation_moves_the_timestep_genes():
     assert all(0.7 <= m["tstart"] <= 1.0 and 1.0 <= m["tpow"] <= 3.0 for m in moved)
 
 
+def test_crossover_takes_the_timesteps_from_either_parent_as_one_pair():
+    enc = _timestep_encoding()
+    var = StructuredVariation(enc, seed=0)
+    dpm = [p for p in enc.initial() if p.get("traj", "").startswith("DPMSolver")]
+    slow = {**max(dpm, key=lambda p: p["full"]), "tstart": 0.9, "tpow": 1.7}
+    tuned = {**min(dpm, key=lambda p: p["full"]), "tstart": 0.95, "tpow": 1.5}
+    assert slow["traj"] != tuned["traj"]
+    children = [var.crossover(slow, tuned) for _ in range(200)]
+    pairs = {(c["traj"], c["full"], c["tstart"], c["tpow"]) for c in children}
+    assert (slow["traj"], slow["full"], 0.95, 1.5) in pairs  # a slow plan on the tuned warp
+    assert (tuned["traj"], tuned["full"], 0.9, 1.7) in pairs
+    assert all((c["tstart"], c["tpow"]) in {(0.9, 1.7), (0.95, 1.5)} for c in children)  # the pair stays whole
+    assert all(c["full"] == (slow if c["traj"] == slow["traj"] else tuned)["full"] for c in children)  # block whole
+
+
 # ----------------------------------------------------------------------------- config-switch genes (issue 30)
 def _switch_encoding(**kw):
     return make_encoding(structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True, option_genes=True, **kw))

@@ -8,7 +8,9 @@ the study's own COMPLETE trials in that niche, each scored by its calibration PS
 (`PAIRED_PREFIX` + "psnr", what every trial stores). In a niche the cost is about fixed (the same calls
 do the same work), so one quality number ranks it: TPE moves toward the niche's best and spends the
 evaluations where the pre-study search of DESIGN §11 found its gains (timesteps bent toward low noise,
-the full calls' placement).
+the full calls' placement). A niche's first proposal can come from elsewhere: `transferred` gives the timestep
+pair of the best trial at the nearest full-call count (`bench/warp_transfer.py`: such a pair lifted seeded
+members at 4-20 full calls by 2.2-4.8 dB on the calibration images; a pair from a far count cost up to 8.5 dB).
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def history(trials: Sequence[FrozenTrial], kept: dict[str, Any], free: Sequence[
         if all(t.params.get(k) == v for k, v in kept.items()) and all(k in t.params for k in free):
             out.append(t)
     return out
+
+
+def transferred(parent: FrozenTrial, trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
+    """The timestep genes of the best of `trials` (calibration PSNR) at the full-call count nearest `parent`'s,
+    among those scored whose genes are their plan and whose timestep pair differs from `parent`'s (None: none):
+    where the steps sit is mostly the model's, so a pair found at one count lifts its neighbours."""
+    own = tuple(parent.params.get(k) for k in TIMESTEP_GENES)
+    pool = [t for t in history(trials, {}, TIMESTEP_GENES) if "full" in t.params
+            and tuple(t.params[k] for k in TIMESTEP_GENES) != own]
+    if not pool or "full" not in parent.params:
+        return None
+    best = min(pool, key=lambda t: (abs(t.params["full"] - parent.params["full"]), -t.user_attrs[SCORE]))
+    return {k: best.params[k] for k in TIMESTEP_GENES}
 
 
 def region(center: dict[str, Any], distributions: dict[str, BaseDistribution], radius: float) -> dict[str, FloatDistribution]:

@@ -2,12 +2,14 @@
 
 Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
 front, drawn uniformly among the members refined least so far: its continuous genes (placement,
-timesteps) proposed by Optuna's TPE on the study's trials that share its other genes (`search.local`).
+timesteps) proposed by Optuna's TPE on the study's trials that share its other genes (`search.local`),
+after, on a trajectory that takes timesteps, the timestep pair of the best trial at the nearest full-call
+count (`local.transferred`) unless the niche has tried it.
 Otherwise the child is bred from parents picked by binary tournament (feasible before infeasible, then
 Pareto dominance). The crossover keeps
-structure: the placement block (trajectory, its timestep and config-switch genes, full-call count, warp,
-center, last) comes whole from one parent, each phase's (action, order, damping) from either,
-each pruning ratio from either. Mutations insert or delete full calls, shift them (warp, center,
+structure: the placement block (trajectory, its config-switch genes, full-call count, warp, center, last)
+comes whole from one parent; where the steps sit (the timestep genes: a property of the model more than
+of one trajectory), each phase's (action, order, damping) and each pruning ratio from either. Mutations insert or delete full calls, shift them (warp, center,
 ending on the last call or not), change a phase's action or forecast, step a pruning ratio, switch
 the trajectory, move where its steps sit (a small step on the timestep genes' start and bend), or flip
 one of its solver's config switches.
@@ -41,7 +43,7 @@ LOCAL_PROB = 0.75  # chance that a child starts a burst of local refinements (`s
 # (0.5 before: in 3 default studies bred children dominated none of their parents, local ones 28 of 97)
 BURST = 4  # local children per front member in a row: TPE sees the earlier ones' scores
 RETRIES = 8
-PLACEMENT = ("traj", "tstart", "tpow", "full", "warp", "center", "last")
+PLACEMENT = ("traj", "tstart", "tpow", "full", "warp", "center", "last")  # the timestep genes may come from the other parent
 
 
 class StructuredVariation:
@@ -109,15 +111,23 @@ class StructuredVariation:
     def _local(self, parent: FrozenTrial, trials: list[FrozenTrial], seen: set[Any]) -> dict[str, Any] | None:
         """`search.local`'s refinement of `parent`'s continuous genes: the first proposal not yet evaluated
         (None: every proposal repeats one)."""
-        free = PLACEMENT_GENES + (TIMESTEP_GENES if self.encoding.warped(parent.params) else ())
+        warped = self.encoding.warped(parent.params)
+        free = PLACEMENT_GENES + (TIMESTEP_GENES if warped else ())
         proposals = local.propose(parent, trials, self.encoding.plan_distributions(), free,
                                   seed=int(self.rng.randint(2**31)), asks=RETRIES)
+        pair = local.transferred(parent, [t for t in trials if self.encoding.warped(t.params)]) if warped else None
+        if pair is not None:  # first the timestep pair of the nearest count's best, if not tried here yet
+            proposals.insert(0, {**parent.params, **pair})
         return next((p for p in proposals if self.encoding.decode(p).key() not in seen), None)
 
     def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        """Placement block from one parent; phases and ratios gene-group-wise from either."""
-        first, second = (a, b) if self.rng.rand() < 0.5 else (b, a)
+        """Placement block from one parent; where the steps sit (the timestep genes), each phase and each
+        ratio gene-group-wise from either."""
+        first = a if self.rng.rand() < 0.5 else b
         child = {k: first[k] for k in (*PLACEMENT, *self.encoding.switch_genes()) if k in first}
+        steps_from = a if self.rng.rand() < 0.5 else b
+        if all(k in steps_from for k in TIMESTEP_GENES):  # the model's warp travels between trajectories
+            child.update({k: steps_from[k] for k in TIMESTEP_GENES if k in child})
         for p in range(self.encoding.cfg.phases):
             src = a if self.rng.rand() < 0.5 else b
             child.update({f"{g}{p}": src[f"{g}{p}"] for g in ("act", "ord", "damp")})
