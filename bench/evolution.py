@@ -132,10 +132,13 @@ def compare(samplers: list[str]) -> str:
              "from the same enqueued first generation (`bench/evolution.py --sampler S`). Cells: HV of the final front / "
              "best held-out PSNR at 5, 7, 10 computed U-Net calls / best held-out PSNR anywhere (its predicted speed-up).",
              "", "| seed | " + " | ".join(samplers) + " |", "|---|" + "---|" * len(samplers)]
-    for i, seed in enumerate(r["seed"] for r in data[samplers[0]]["seeds"]):
+    for seed in (r["seed"] for r in data[samplers[0]]["seeds"]):
         cells = []
         for name in samplers:
-            r = data[name]["seeds"][i]
+            r = next((run for run in data[name]["seeds"] if run["seed"] == seed), None)
+            if r is None:  # that sampler's bench did not run this seed
+                cells.append("-")
+                continue
             top = max(r["rows"], key=lambda row: row["psnr_heldout"])
             at = " / ".join(f"{r['best'][f'all_{k}']:.2f}" for k in CALLS)
             cells.append(f"{r['hv_final']:.2f} / {at} / {top['psnr_heldout']:.2f} ({top['speedup_model']:.2f}x)")
