@@ -42,6 +42,16 @@ CALLS = (5, 7, 10)
 REFERENCE = (-20.0, 1.1)  # (−PSNR dB, 1 / speed-up), minimised: 20 dB, 1/1.1x
 
 
+def study_name(sampler: str, seed: int) -> str:
+    """The bench's study of `sampler` at `seed`."""
+    return f"evo-{seed}" if sampler == "nsga2" else f"evo-{sampler}-{seed}"
+
+
+def front_hv(points: list[tuple[float, float]]) -> float:
+    """Hypervolume of (PSNR dB, speed-up) points against `REFERENCE`."""
+    return hypervolume([(-psnr, 1.0 / speed) for psnr, speed in points], REFERENCE)
+
+
 def computed_calls(trial: optuna.trial.FrozenTrial) -> int:
     counts = trial_schedule(trial).counts()
     return counts["full"] + counts.get("shallow", 0)
@@ -61,7 +71,7 @@ def candidates(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]
 
 def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any, cache: Path,
              sampler: str = "nsga2") -> dict[str, Any]:
-    name = f"evo-{seed}" if sampler == "nsga2" else f"evo-{sampler}-{seed}"
+    name = study_name(sampler, seed)
     argv = ["run", "--study", name, "--storage", storage, "--seed", str(seed), "--no-outputs", "--no-progress"]
     argv += [] if sampler == "nsga2" else ["--sampler", sampler]
     started = time.perf_counter()
@@ -79,7 +89,7 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
     fid_real = {n: r["fid_real"] for n, r in zip(numbers, rows)}
 
     def hv(trials: list[optuna.trial.FrozenTrial]) -> float:
-        return hypervolume([(-psnr[t.number], 1.0 / t.user_attrs[SPEEDUP_ATTR]) for t in trials], REFERENCE)
+        return front_hv([(psnr[t.number], t.user_attrs[SPEEDUP_ATTR]) for t in trials])
 
     best = {f"{label}_{k}": max((psnr[t.number] for t in groups[f"{label}_{k}"]), default=None)
             for k in CALLS for label in ("first", "all")}

@@ -22,19 +22,13 @@ from pathlib import Path
 import optuna
 
 from datosearch.objectives.costmodel import CostModel
-from datosearch.search.attrs import COSTMODEL_ATTR, OPERATOR_ATTR, PAIRED_PREFIX
-from datosearch.search.pareto import feasible_complete, hypervolume
+from datosearch.search.attrs import COSTMODEL_ATTR, OPERATOR_ATTR
+from datosearch.search.local import SCORE
+from datosearch.search.pareto import feasible_complete
 from datosearch.studies.front import trial_schedule
 from datosearch.studies.study import stored_config
 
-from evolution import FIRST, REFERENCE, RESULTS, results_stem
-
-SCORE = PAIRED_PREFIX + "psnr"
-
-
-def hv(points: list[tuple[float, float]]) -> float:
-    """Hypervolume of (PSNR, speed-up) points, the bench's reference point."""
-    return hypervolume([(-psnr, 1.0 / speed) for psnr, speed in points], REFERENCE)
+from evolution import FIRST, RESULTS, front_hv as hv, results_stem, study_name
 
 
 def seed_row(study: optuna.Study, rows: list[dict], model: CostModel) -> dict[str, float]:
@@ -65,8 +59,7 @@ def main() -> int:
         sampler, db = entry.split("=", 1)
         data = json.loads((RESULTS / f"{results_stem(sampler)}.json").read_text())
         for r in data["seeds"]:
-            study_name = f"evo-{r['seed']}" if sampler == "nsga2" else f"evo-{sampler}-{r['seed']}"
-            study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{Path(db).resolve()}")
+            study = optuna.load_study(study_name=study_name(sampler, r["seed"]), storage=f"sqlite:///{Path(db).resolve()}")
             s = seed_row(study, r["rows"], model)
             lines.append(f"| {sampler} | {r['seed']} | {s['calib_first']:.2f} / {s['calib_all']:.2f} | "
                          f"{s['heldout_first']:.2f} / {s['heldout_all']:.2f} | {r['hv_first']:.2f} / {r['hv_final']:.2f} |")

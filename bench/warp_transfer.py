@@ -19,12 +19,12 @@ import torch
 
 from datosearch.objectives import device_name, generation_threads, set_timing_threads
 from datosearch.objectives.paired import paired_metrics
-from datosearch.search.attrs import OPERATOR_ATTR, PAIRED_PREFIX
+from datosearch.search.attrs import OPERATOR_ATTR
+from datosearch.search.local import SCORE
 from datosearch.space.encoding import make_encoding
 from datosearch.studies.launch import open_run
 
 RESULTS = Path(__file__).parent / "results"
-SCORE = PAIRED_PREFIX + "psnr"
 
 
 def main() -> int:

@@ -43,7 +43,7 @@ LOCAL_PROB = 0.75  # chance that a child starts a burst of local refinements (`s
 # (0.5 before: in 3 default studies bred children dominated none of their parents, local ones 28 of 97)
 BURST = 4  # local children per front member in a row: TPE sees the earlier ones' scores
 RETRIES = 8
-PLACEMENT = ("traj", "tstart", "tpow", "full", "warp", "center", "last")  # the timestep genes may come from the other parent
+PLACEMENT = ("traj", "full", "warp", "center", "last")  # from one parent; the timestep genes from either
 
 
 class StructuredVariation:
@@ -112,12 +112,12 @@ class StructuredVariation:
         """`search.local`'s refinement of `parent`'s continuous genes: the first proposal not yet evaluated
         (None: every proposal repeats one)."""
         warped = self.encoding.warped(parent.params)
-        free = PLACEMENT_GENES + (TIMESTEP_GENES if warped else ())
-        proposals = local.propose(parent, trials, self.encoding.plan_distributions(), free,
-                                  seed=int(self.rng.randint(2**31)), asks=RETRIES)
+        seed = int(self.rng.randint(2**31))
         pair = local.transferred(parent, [t for t in trials if self.encoding.warped(t.params)]) if warped else None
-        if pair is not None:  # first the timestep pair of the nearest count's best, if not tried here yet
-            proposals.insert(0, {**parent.params, **pair})
+        if pair is not None and self.encoding.decode({**parent.params, **pair}).key() not in seen:
+            return {**parent.params, **pair}  # first the timestep pair of the nearest count's best, untried here
+        free = PLACEMENT_GENES + (TIMESTEP_GENES if warped else ())
+        proposals = local.propose(parent, trials, self.encoding.plan_distributions(), free, seed=seed, asks=RETRIES)
         return next((p for p in proposals if self.encoding.decode(p).key() not in seen), None)
 
     def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -125,9 +125,8 @@ class StructuredVariation:
         ratio gene-group-wise from either."""
         first = a if self.rng.rand() < 0.5 else b
         child = {k: first[k] for k in (*PLACEMENT, *self.encoding.switch_genes()) if k in first}
-        steps_from = a if self.rng.rand() < 0.5 else b
-        if all(k in steps_from for k in TIMESTEP_GENES):  # the model's warp travels between trajectories
-            child.update({k: steps_from[k] for k in TIMESTEP_GENES if k in child})
+        steps_from = a if self.rng.rand() < 0.5 else b  # the model's warp travels between trajectories
+        child.update({k: steps_from[k] for k in TIMESTEP_GENES if k in steps_from})
         for p in range(self.encoding.cfg.phases):
             src = a if self.rng.rand() < 0.5 else b
             child.update({f"{g}{p}": src[f"{g}{p}"] for g in ("act", "ord", "damp")})
