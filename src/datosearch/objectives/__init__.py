@@ -3,8 +3,8 @@
 A study optimises one to three of `OBJECTIVES` (name -> Optuna direction); `DEFAULT_OBJECTIVES`
 is PSNR against the reference + latency + feature shift (the calibration PSNR ranks held-out PSNR against the
 converged reference at Kendall τ 0.98 over 45 schedules, the FID-proxy at 0.82: `bench/proxy_agreement.py`);
-`realism` (the mean feature's distance from real images') is
-opt-in. `objective_directions(names)` validates a choice and gives the directions.
+`realism` (the Fréchet distance of the images' features from real images', estimated as a paired shift from
+a larger reference sample: `RealismDistance`) is opt-in. `objective_directions(names)` validates a choice and gives the directions.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .latency import (Latency, device_name, generation_threads, measure_latency,
                       steady_clock, timing_session)
 from .macs import call_macs, count_macs
 from .paired import paired_metrics
-from .shift import FeatureShift
+from .shift import FeatureShift, RealismDistance
 from .reference import load_or_compute_reference, reference_key, reference_path
 
 OBJECTIVES: dict[str, str] = {"fid": "minimize", "latency": "minimize", "macs": "minimize",
@@ -41,5 +41,5 @@ def objective_directions(names: Sequence[str] = DEFAULT_OBJECTIVES) -> list[str]
 __all__ = ["DEFAULT_OBJECTIVES", "INCEPTION_WEIGHTS_ENV", "OBJECTIVES", "ConvRandomFeatures", "FeatureShift",
            "FidProxy", "Latency", "ObjectiveError", "call_macs", "check_images", "count_macs", "device_name",
            "generation_threads", "get_extractor", "load_or_compute_reference", "load_stats", "measure_latency",
-           "objective_directions", "paired_metrics", "reference_key", "reference_path", "set_timing_threads", "speedup",
+           "objective_directions", "paired_metrics", "RealismDistance", "reference_key", "reference_path", "set_timing_threads", "speedup",
            "steady_clock", "timing_session"]

@@ -158,9 +158,10 @@ def prompted_digits(prompts: list[str], what: str = "the adherence objective") -
 def extra_scores(config: Any, reference: torch.Tensor, device: str = "cpu", pipe: Any = None,
                  cache_dir: Path | None = None) -> dict[str, Any]:
     """Image scores besides the FID-proxy: `adherence` (share classified as the prompted digit),
-    `shift` (the mean paired feature shift from the reference) and `realism` (the same, offset to the
-    real images' mean feature: `studies.realism`; needs `pipe` and `cache_dir`), both on the configured
-    extractor at its own width (a mean needs no covariance, so no projection)."""
+    `shift` (the mean paired feature shift from the reference) and `realism` (the Fréchet distance from
+    real images', estimated as a paired shift from a larger reference sample: `studies.realism`; needs
+    `pipe` and `cache_dir`), both on the configured extractor at its own width (no projection: the
+    covariances come from the larger samples)."""
     scores: dict[str, Any] = {}
     if "adherence" in config.objectives:
         from ..models.digits import prompt_adherence
@@ -174,10 +175,9 @@ def extra_scores(config: Any, reference: torch.Tensor, device: str = "cpu", pipe
         if "shift" in config.objectives:
             scores["shift"] = FeatureShift(extractor, reference)
         if "realism" in config.objectives:
-            from .realism import realism_offset
+            from .realism import realism_objective
 
-            offset = realism_offset(pipe, config, cache_dir, extractor)
-            scores["realism"] = FeatureShift(extractor, reference, offset=offset)
+            scores["realism"] = realism_objective(pipe, config, cache_dir, extractor, reference)
     return scores
 
 

@@ -14,6 +14,7 @@ from ..search.attrs import BUDGET_ATTR, CONFIG_ATTR  # noqa: F401 - re-exported 
 from ..space.trajectory import CONVERGED_SPACING, Trajectory
 
 REFERENCES = ("full", "converged")
+REALISM_FORMS = ("frechet", "mean")
 
 
 class StudyConfigError(UserValueError):
@@ -50,6 +51,9 @@ class StudyConfig:
     # timestep spacing of the converged reference (None: the scheduler config's own, as studies stored before it)
     converged_spacing: str | None = CONVERGED_SPACING
     real_stats: str | None = None  # .npz of real-image feature statistics for `realism` (None: the embedded digits)
+    # how `realism` estimates the distance from real images: "frechet" (mean and covariance), "mean" (the mean term:
+    # realism studies created before "frechet"); None without `realism`
+    realism_form: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.seeds):
@@ -62,6 +66,12 @@ class StudyConfig:
             raise UserValueError(f"latency must be 'model' or 'measured', got {self.latency_mode!r}")
         if self.reference not in REFERENCES:
             raise UserValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+        if "realism" not in self.objectives:
+            self.realism_form = None
+        elif self.realism_form is None:
+            self.realism_form = "frechet"
+        elif self.realism_form not in REALISM_FORMS:
+            raise UserValueError(f"realism_form must be one of {', '.join(REALISM_FORMS)}, got {self.realism_form!r}")
 
     @property
     def trajectory(self) -> Trajectory:
@@ -79,7 +89,9 @@ class StudyConfig:
         if unknown:
             raise StudyConfigError(f"the stored study configuration has unknown fields {unknown}; "
                                    "it was written by another datosearch version")
-        return cls(**{"converged_spacing": None, **data})  # stored before the field: the config's own spacing
+        old = {"converged_spacing": None,  # stored before the field: the config's own spacing
+               "realism_form": "mean" if "realism" in data.get("objectives", ()) else None}  # realism before "frechet"
+        return cls(**{**old, **data})
 
     def diff(self, other: "StudyConfig") -> list[str]:
         """Names of the fields whose values differ (encoding sub-fields as `encoding.NAME`)."""

@@ -100,5 +100,6 @@ def resolve(opts: dict[str, Any], base: StudyConfig | None = None, device: str |
         latency_mode=pick("latency_mode", "latency_mode"),
         fid_paired=base.fid_paired if base is not None else True,
         converged_spacing=base.converged_spacing if base is not None else CONVERGED_SPACING,
-        real_stats=None if real_stats is None else str(real_stats))
+        real_stats=None if real_stats is None else str(real_stats),
+        realism_form=base.realism_form if base is not None else None)
     return config, pipe
