@@ -141,3 +141,18 @@ def test_the_embedded_real_statistics_follow_the_prompted_digits():
     assert torch.trace(mixed_sigma) > torch.trace(torch.cov(both.T)) * 0.999  # the digits' own means spread it
     with pytest.raises(ValueError, match="realism objective on the embedded model needs a digit in every prompt"):
         realism.real_stats(config, extractor, ["a cat"])
+
+
+def test_realism_refuses_statistics_of_another_width_and_a_batch_of_another_size():
+    from datosearch.objectives import ObjectiveError, RealismDistance
+
+    extractor = get_extractor("conv-random", "cpu", num_features=4)
+    reference = torch.rand(5, 3, 8, 8)
+    sample = torch.randn(20, 4, dtype=torch.float64)
+    real = (torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    with pytest.raises(ObjectiveError, match="must have the extractor's 4 dimensions"):
+        RealismDistance(extractor, reference, torch.randn(20, 5, dtype=torch.float64), real)
+    score = RealismDistance(extractor, reference, sample, real)
+    assert score(reference) >= 0.0
+    with pytest.raises(ObjectiveError, match="one candidate per reference image: 4 vs 5"):
+        score(reference[:4])
