@@ -54,7 +54,7 @@ def test_history_is_the_niche_s_scored_trials_whose_genes_are_their_plan():
     enc = _encoding()
     parent = _parent(enc)
     trials = _niche_trials(enc, parent)
-    kept = local.niche(trials[0], FREE)
+    kept = local.niche(trials[0].params, FREE)
     assert set(kept) == set(parent) - set(FREE)
     assert [t.number for t in local.history(trials, kept, FREE)] == list(range(40))
 
@@ -91,7 +91,7 @@ def test_local_children_refine_front_members_in_bursts_and_never_an_exact_plan()
         (number,) = child.user_attrs[PARENTS_ATTR]
         parent = study.trials[number]
         assert PLAN_ATTR not in parent.user_attrs
-        assert local.niche(child, FREE) == local.niche(parent, FREE)
+        assert local.niche(child.params, FREE) == local.niche(parent.params, FREE)
         assert child.params != parent.params
         earlier = [t for t in study.trials[:child.number] if t.state == TrialState.COMPLETE]
         on_front_then = {t.number for t in pareto_trials(earlier, study.directions)}
@@ -143,23 +143,27 @@ def test_the_region_shrinks_with_every_niche_trial_that_missed_since_the_best():
     assert fresh <= local.RADIUS + 1e-9 and missed <= local.RADIUS / 8 + 1e-9 and missed < fresh / 2
 
 
-def test_a_burst_starts_at_the_least_refined_front_member(monkeypatch):
+def test_a_burst_starts_at_a_member_of_the_least_refined_niche(monkeypatch):
     import datosearch.search.variation as variation_module
 
     monkeypatch.setattr(variation_module, "LOCAL_PROB", 1.0)
     enc = _encoding()
     parent = _parent(enc)
-    a, b = {**parent, "warp": 0.5}, {**parent, "warp": 1.5}
+    a, b = {**parent, "warp": 0.5}, {**parent, "warp": 1.5, "full": parent["full"] + 1}
     study = optuna.create_study(directions=["minimize", "minimize"])
-    for params, values, attrs in ((a, [1.0, 2.0], {}), (b, [2.0, 1.0], {}),
-                                  *(({**a, "center": c}, [3.0, 3.0], {OPERATOR_ATTR: "local", PARENTS_ATTR: [0]})
-                                    for c in (0.1, 0.2, 0.3))):
+    # trial 0 (niche A) on the front; trials 1-3 its local children; trial 3 also on the front, refined by no one
+    # yet but of niche A; trial 4 (niche B) on the front, its niche never refined
+    for params, values, attrs in ((a, [3.0, 1.0], {}),
+                                  *(({**a, "center": c}, v, {OPERATOR_ATTR: "local", PARENTS_ATTR: [0]})
+                                    for c, v in ((0.1, [4.0, 4.0]), (0.2, [4.0, 4.0]), (0.3, [1.0, 3.0]))),
+                                  (b, [2.0, 2.0], {})):
         study.add_trial(create_trial(params=params, distributions=enc.distributions(), values=values,
                                      user_attrs={local.SCORE: 30.0 - values[0], **attrs}))
-    for seed in range(4):  # a uniform draw over the front would pick trial 0 in about half of these
+    assert {t.number for t in pareto_trials(study.trials, study.directions)} == {0, 3, 4}
+    for seed in range(4):  # a uniform draw over the front would pick trial 4 in a third of these
         variation = StructuredVariation(enc, seed=seed)
         variation(study, enc.distributions(), study.trials[:2])
-        assert variation.made == {"operator": "local", "parents": [1]}
+        assert variation.made == {"operator": "local", "parents": [4]}
 
 
 def test_a_burst_first_tries_the_timestep_pair_of_the_nearest_counts_best():
@@ -178,6 +182,12 @@ def test_a_burst_first_tries_the_timestep_pair_of_the_nearest_counts_best():
     parent = trials[-1]
     assert local.transferred(parent, trials) == {"tstart": 0.97, "tpow": 1.68}
     assert local.transferred(parent, [parent]) is None
+    # the parent's count tried another pair and the parent's scored best: its count says keep its pair
+    rival = create_trial(params={**parent_genes, "tstart": 0.97, "tpow": 1.68}, distributions=enc.distributions(),
+                         values=[0.0, 0.0], user_attrs={local.SCORE: 46.0})
+    assert local.transferred(parent, trials + [rival]) is None
+    rival.user_attrs[local.SCORE] = 48.0  # ...unless another pair scored better there: that one
+    assert local.transferred(parent, trials + [rival]) == {"tstart": 0.97, "tpow": 1.68}
     variation = StructuredVariation(enc, seed=0)
     child = variation._local(parent, trials, seen=set())
     assert (child["tstart"], child["tpow"], child["full"]) == (0.97, 1.68, 14)  # the parent's plan on that pair

@@ -1,7 +1,7 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
 Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
-front, drawn uniformly among the members refined least so far: its continuous genes (placement,
+front, drawn uniformly among the members whose niche was refined least so far: its continuous genes (placement,
 timesteps) proposed by Optuna's TPE on the study's trials that share its other genes (`search.local`),
 after, on a trajectory that takes timesteps, the timestep pair of the best trial at the nearest full-call
 count (`local.transferred`) unless the niche has tried it.
@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial
 from ..space.structured import POWER_RANGE
 from ..space.trajectory import WARP_POWER, WARP_START, switch_choices
 from . import local
-from .attrs import KEY_ATTR, OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR
+from .attrs import KEY_ATTR, OPERATOR_ATTR, PLAN_ATTR
 from .local import PLACEMENT_GENES, TIMESTEP_GENES
 from .pareto import dominates, pareto_trials
 
@@ -91,8 +91,10 @@ class StructuredVariation:
     # ---------------------------------------------------------------- operators
     def _local_parent(self, trials: list[FrozenTrial], directions: Sequence[StudyDirection]) -> FrozenTrial | None:
         """The front member to refine: the focus of the current burst, else one drawn uniformly among the
-        least-refined members (fewest local children in the study) of the Pareto front of the trials whose
-        genes are their plan (what genes can express), refined for the next `BURST` local children."""
+        least-refined members of the Pareto front of the trials whose genes are their plan (what genes can
+        express), refined for the next `BURST` local children. A member is as refined as its niche (the
+        genes a local child keeps): a local child that reaches the front does not make its niche new again,
+        so the bursts spread over the front's niches before any niche gets a second one."""
         if self._focus:
             number, left = self._focus
             self._focus = (number, left - 1) if left > 1 else None
@@ -100,10 +102,9 @@ class StructuredVariation:
         front = pareto_trials([t for t in trials if PLAN_ATTR not in t.user_attrs], directions)
         if not front:
             return None
-        refined = Counter(t.user_attrs[PARENTS_ATTR][0] for t in trials
-                          if t.user_attrs.get(OPERATOR_ATTR) == "local" and t.user_attrs.get(PARENTS_ATTR))
-        fewest = min(refined[t.number] for t in front)
-        front = [t for t in front if refined[t.number] == fewest]
+        refined = Counter(self._niche(t.params) for t in trials if t.user_attrs.get(OPERATOR_ATTR) == "local")
+        fewest = min(refined[self._niche(t.params)] for t in front)
+        front = [t for t in front if refined[self._niche(t.params)] == fewest]
         parent = front[self.rng.randint(len(front))]
         self._focus = (parent.number, BURST - 1) if BURST > 1 else None
         return parent
@@ -116,9 +117,17 @@ class StructuredVariation:
         pair = local.transferred(parent, [t for t in trials if self.encoding.warped(t.params)]) if warped else None
         if pair is not None and self.encoding.decode({**parent.params, **pair}).key() not in seen:
             return {**parent.params, **pair}  # first the timestep pair of the nearest count's best, untried here
-        free = PLACEMENT_GENES + (TIMESTEP_GENES if warped else ())
+        free = self._free(parent.params)
         proposals = local.propose(parent, trials, self.encoding.plan_distributions(), free, seed=seed, asks=RETRIES)
         return next((p for p in proposals if self.encoding.decode(p).key() not in seen), None)
+
+    def _free(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The continuous genes a local child of `params` takes anew (`search.local`)."""
+        return PLACEMENT_GENES + (TIMESTEP_GENES if self.encoding.warped(params) else ())
+
+    def _niche(self, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """The genes a local child of `params` keeps, as a key: trials that share it are one sub-study."""
+        return tuple(sorted(local.niche(params, self._free(params)).items()))
 
     def crossover(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         """Placement block from one parent; where the steps sit (the timestep genes), each phase and each
