@@ -39,23 +39,19 @@ def keyed(export: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: r for k, r in out.items() if r.get("psnr_converged", 100.0) < 99.0}
 
 
-def rows(export: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(keyed(export).values())
+def kendall(x: list[float], y: list[float]) -> float:
+    return float(kendall_rank_corrcoef(torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64),
+                                       variant="b"))
 
 
 def tau(rs: list[dict[str, Any]], a: tuple[str, int], b: tuple[str, int]) -> float:
-    x = torch.tensor([a[1] * r[a[0]] for r in rs], dtype=torch.float64)
-    y = torch.tensor([b[1] * r[b[0]] for r in rs], dtype=torch.float64)
-    return float(kendall_rank_corrcoef(x, y, variant="b"))
+    return kendall([a[1] * r[a[0]] for r in rs], [b[1] * r[b[0]] for r in rs])
 
 
-def one(path: Path) -> dict[str, Any] | None:
-    export = json.loads(path.read_text())
-    if "entries" not in export or "heldout" not in export:
-        return None
-    rs = rows(export)
+def one(name: str, export: dict[str, Any]) -> dict[str, Any]:
+    rs = list(keyed(export).values())
     near = [r for r in rs if r["psnr_converged"] >= NEAR_DB]
-    out: dict[str, Any] = {"export": path.name, "images": export["heldout"]["n_images"],
+    out: dict[str, Any] = {"export": name, "images": export["heldout"]["n_images"],
                            "seed0": export["heldout"]["seed0"], "schedules": len(rs), "near": len(near)}
     for a, b in PAIRS:
         key = f"{a[0]}~{b[0]}"
@@ -64,10 +60,9 @@ def one(path: Path) -> dict[str, Any] | None:
     return out
 
 
-def reproducibility(paths: list[Path]) -> list[dict[str, Any]]:
+def reproducibility(loaded: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Each measure's τ between two exports on disjoint image sets (other first seeds), over the schedules
     both re-scored (≥ 10)."""
-    loaded = {p.name: e for p in paths if "entries" in (e := json.loads(p.read_text()))}
     exports = {name: keyed(e) for name, e in loaded.items()}
     names, out = sorted(exports), []
     for i, a in enumerate(names):
@@ -75,11 +70,8 @@ def reproducibility(paths: list[Path]) -> list[dict[str, Any]]:
             common = [k for k in exports[a] if k in exports[b]]
             if len(common) < 10 or loaded[a]["heldout"]["seed0"] == loaded[b]["heldout"]["seed0"]:
                 continue
-            ra, rb = [exports[a][k] for k in common], [exports[b][k] for k in common]
             out.append({"exports": [a, b], "schedules": len(common),
-                        **{m: float(kendall_rank_corrcoef(torch.tensor([r[m] for r in ra], dtype=torch.float64),
-                                                          torch.tensor([r[m] for r in rb], dtype=torch.float64),
-                                                          variant="b"))
+                        **{m: kendall([exports[a][k][m] for k in common], [exports[b][k][m] for k in common])
                            for m in ("psnr_converged", "fid_real", "fid_converged")}})
     return out
 
@@ -105,7 +97,8 @@ def markdown(results: list[dict[str, Any]], again: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     paths = [Path(p) for p in sys.argv[1:]] or sorted(RESULTS.glob("heldout-*.json"))
-    results, again = [r for r in map(one, paths) if r is not None], reproducibility(paths)
+    loaded = {p.name: e for p in paths if "entries" in (e := json.loads(p.read_text())) and "heldout" in e}
+    results, again = [one(name, e) for name, e in loaded.items()], reproducibility(loaded)
     (RESULTS / "heldout-agreement.json").write_text(json.dumps({"exports": results, "reproducibility": again}, indent=1) + "\n")
     (RESULTS / "heldout-agreement.md").write_text(text := markdown(results, again))
     print(text)

@@ -38,15 +38,6 @@ def _module_device(module: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def set_stats(metric: FrechetInceptionDistance, side: str, mu: torch.Tensor, sigma: torch.Tensor, n: int = 2) -> None:
-    """Write (mu, sigma, n) into the metric's `side` ("real" or "fake") sums, so `compute()` recovers them exactly."""
-    device = metric.real_features_sum.device
-    mu, sigma = mu.to(device, torch.float64), sigma.to(device, torch.float64)
-    setattr(metric, f"{side}_features_sum", mu * n)
-    setattr(metric, f"{side}_features_cov_sum", sigma * (n - 1) + n * torch.outer(mu, mu))
-    setattr(metric, f"{side}_features_num_samples", torch.tensor(n, dtype=torch.long, device=device))
-
-
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
     """The Fréchet distance of two Gaussians, ‖mu1 − mu2‖² + Tr(sigma1 + sigma2 − 2 (sigma1 sigma2)^½), in float64,
     for statistics that no image set gives (`FrechetInceptionDistance.compute` takes them from its image sums
@@ -54,12 +45,6 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     mu1, sigma1, mu2, sigma2 = (t.double().cpu() for t in (mu1, sigma1, mu2, sigma2))
     root = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
     return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * root)
-
-
-def covariance(features: torch.Tensor) -> torch.Tensor:
-    """The sample covariance (D, D) of features (N, D), float64."""
-    centred = features.double() - features.double().mean(0)
-    return centred.T @ centred / (features.shape[0] - 1)
 
 
 @torch.no_grad()
@@ -104,7 +89,7 @@ class FidProxy:
             if paired:
                 self.reference_features = self.features(reference_images)
         else:
-            set_stats(self.metric, "real", *load_stats(real_stats, self.num_features))
+            self._set_real_stats(*load_stats(real_stats, self.num_features))
 
     # ------------------------------------------------------------------ internals
     def _check_count(self, images: torch.Tensor, what: str) -> None:
@@ -118,6 +103,15 @@ class FidProxy:
     def _update(self, images: torch.Tensor, real: bool) -> None:
         for chunk in images.split(self.batch_size):
             self.metric.update(chunk.to(self.device, torch.float32), real=real)
+
+    def _set_real_stats(self, mu: torch.Tensor, sigma: torch.Tensor, n: int) -> None:
+        """Write (mu, sigma, n) into the metric's real-side sums, so `compute()` recovers them exactly."""
+        m = self.metric
+        mu = mu.to(self.device, torch.float64)
+        sigma = sigma.to(self.device, torch.float64)
+        m.real_features_sum = mu * n
+        m.real_features_cov_sum = sigma * (n - 1) + n * torch.outer(mu, mu)
+        m.real_features_num_samples = torch.tensor(n, dtype=torch.long, device=self.device)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Features (N, D) in float64, as the metric sees them."""

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .errors import ObjectiveError
-from .fid import check_images, covariance, extract_features, frechet_distance
+from .fid import check_images, extract_features, frechet_distance
 
 
 class FeatureShift:
@@ -70,8 +70,8 @@ class RealismDistance:
         width = self.reference.shape[1]
         if tuple(sample.shape[1:]) != (width,) or tuple(real[0].shape) != (width,) or tuple(real[1].shape) != (width, width):
             raise ObjectiveError(f"the realism statistics must have the extractor's {width} dimensions")
-        self.mu, self.sigma = sample.double().mean(0), covariance(sample)
-        self.reference_sigma = covariance(self.reference)
+        self.mu, self.sigma = sample.double().mean(0), torch.cov(sample.double().T)
+        self.reference_sigma = torch.cov(self.reference.T)
         self.real = real
 
     def __call__(self, images: torch.Tensor) -> float:
@@ -80,7 +80,7 @@ class RealismDistance:
             raise ObjectiveError(f"the realism objective needs one candidate per reference image: "
                                  f"{images.shape[0]} vs {self.reference.shape[0]}")
         features = extract_features(self.extractor, images, self.batch_size)
-        sigma = self.sigma + covariance(features) - self.reference_sigma
+        sigma = self.sigma + torch.cov(features.T) - self.reference_sigma
         values, vectors = torch.linalg.eigh((sigma + sigma.T) / 2)
         value = frechet_distance(self.mu + (features - self.reference).mean(0), (vectors * values.clamp(min=0)) @ vectors.T,
                                  *self.real)

@@ -103,8 +103,8 @@ class StructuredVariation:
         if not front:
             return None
         refined = Counter(self._niche(t.params) for t in trials if t.user_attrs.get(OPERATOR_ATTR) == "local")
-        fewest = min(refined[self._niche(t.params)] for t in front)
-        front = [t for t in front if refined[self._niche(t.params)] == fewest]
+        count = {t.number: refined[self._niche(t.params)] for t in front}
+        front = [t for t in front if count[t.number] == min(count.values())]
         parent = front[self.rng.randint(len(front))]
         self._focus = (parent.number, BURST - 1) if BURST > 1 else None
         return parent

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import UserValueError
 from ..objectives import load_stats
-from ..objectives.fid import covariance, extract_features
+from ..objectives.fid import extract_features
 from ..objectives.shift import FeatureShift, RealismDistance
 
 OFFSET_IMAGES = 200
@@ -58,7 +58,7 @@ def real_stats(config: Any, extractor: torch.nn.Module, prompts: list[str]) -> t
     weights /= weights.sum()
     means = torch.stack([features[labels == d].mean(0) for d in range(10)])
     mu = (weights[:, None] * means).sum(0)
-    second = sum(weights[d] * (covariance(features[labels == d]) + torch.outer(means[d], means[d])) for d in range(10))
+    second = sum(weights[d] * (torch.cov(features[labels == d].T) + torch.outer(means[d], means[d])) for d in range(10))
     return mu, second - torch.outer(mu, mu)
 
 
