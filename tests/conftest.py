@@ -18,13 +18,16 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    """Each test starts with the same torch and timing threads (the CLI sets both for its process)."""
+    """Each test starts with the same torch and timing threads (the CLI sets both for its process) and generates
+    in-process (the CLI may split generations over processes)."""
     from datosearch.objectives import set_timing_threads
+    from datosearch.search import processes
 
     before, timing = torch.get_num_threads(), set_timing_threads(None)
     yield
     torch.set_num_threads(before)
     set_timing_threads(timing)
+    processes.enable(False)
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ class DaToHandle:
     def __init__(self, pipe: Any, unet: torch.nn.Module, schedule: Schedule, strict: bool = False,
                  trajectory: str = "schedule") -> None:
         self.pipe, self.unet, self.schedule = pipe, unet, schedule
+        self.strict, self.trajectory = strict, trajectory
         self.context = DaToContext(schedule, cfg=self._cfg, strict=strict,
                                    pipeline=None if pipe is None else type(pipe).__name__,
                                    plan_timesteps=_plan_timesteps(pipe, schedule))
@@ -92,6 +93,11 @@ class DaToHandle:
             pipe.scheduler = schedule.trajectory.build(original.config)
             self._scheduler = (original, pipe.scheduler)
         self._register()
+
+    @property
+    def swapped_out(self) -> Any:
+        """The pipeline's scheduler that `apply` swapped the trajectory's in for (None: none swapped)."""
+        return None if self._scheduler is None else self._scheduler[0]
 
     @property
     def call_kwargs(self) -> dict[str, Any]:
@@ -181,10 +187,14 @@ def apply(target: Any, schedule: Schedule | dict | str | os.PathLike, *, strict:
     return handle
 
 
+def applied(target: Any) -> DaToHandle | None:
+    """The handle of the schedule applied to a pipeline or U-Net (None: none)."""
+    return getattr(_split(target)[1], _HANDLE_ATTR, None)
+
+
 def remove(target: Any) -> bool:
     """Remove the schedule applied to a pipeline or U-Net; returns whether one was applied."""
-    _, unet = _split(target)
-    handle = getattr(unet, _HANDLE_ATTR, None)
+    handle = applied(target)
     if handle is None:
         return False
     handle.remove()

@@ -53,6 +53,13 @@ class PruneLog:
                           f"there (warned once per module)", PruningSkippedWarning, stacklevel=2)
         self.skipped[key] += 1
 
+    def add(self, other: "PruneLog") -> None:
+        """Count what `other` logged (another process's part of the same generations) here too."""
+        self.pruned_calls += other.pruned_calls
+        self.tokens_in += other.tokens_in
+        self.tokens_removed += other.tokens_removed
+        self.skipped.update(other.skipped)
+
     def attrs(self) -> dict[str, Any]:
         """Trial attributes: `pruned_calls`, `pruned_token_fraction`, `pruning_skipped_calls` (+ reasons)."""
         out: dict[str, Any] = {"pruned_calls": self.pruned_calls,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -18,6 +18,7 @@ import torch
 from .. import dato
 from ..space.schedule import Schedule
 from ..space.trajectory import Trajectory
+from . import processes
 from .attrs import DEVICE_ATTR, DIGEST_ATTR, LATENCY_ATTR, MACS_ATTR, PAIRED_PREFIX, SPEEDUP_ATTR
 
 
@@ -65,16 +66,23 @@ def accepts_size(pipe: Any) -> bool:
 def generate(pipe: Any, calib: Calibration, limit: int | None = None, steps: int | None = None,
              trajectory: Trajectory | None = None) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] for the first `limit` calibration prompts (all by default), one
-    generator per image (seeded with its seed), so an image does not depend on the batch it is in.
+    generator per image (seeded with its seed), so an image does not depend on the batch it is in, nor
+    on the process that generates it (`search.processes` may split the images over processes).
 
     The pipeline runs `trajectory`'s call arguments (steps, explicit timesteps or sigmas) if given,
     else `steps` (default: the calibration's); its scheduler is the caller's business."""
-    device = pipe.device
     call = trajectory.call_kwargs() if trajectory is not None else {"num_inference_steps": steps or calib.steps}
     size = {"height": calib.height, "width": calib.width} if accepts_size(pipe) else {}
+    n = len(calib.prompts) if limit is None else min(limit, len(calib.prompts))
+    return processes.generate(pipe, replace(calib, prompts=calib.prompts[:n], seeds=calib.seeds[:n]), call, size,
+                              _generate_here)
+
+
+def _generate_here(pipe: Any, calib: Calibration, call: dict[str, Any], size: dict[str, Any]) -> torch.Tensor:
+    """`generate` in this process, batch by batch."""
     out = []
-    for prompts, seeds in calib.chunks(limit):
-        gens = [torch.Generator(device).manual_seed(s) for s in seeds]
+    for prompts, seeds in calib.chunks():
+        gens = [torch.Generator(pipe.device).manual_seed(s) for s in seeds]
         with torch.no_grad():
             images = pipe(prompts, guidance_scale=calib.guidance, generator=gens, output_type="pt", **call,
                           **size).images
