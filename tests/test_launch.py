@@ -14,6 +14,7 @@ from diffusers import StableDiffusionPipeline
 from datosearch import cli
 from datosearch.objectives.costmodel import CostModel
 from datosearch.objectives.paired import PSNR_CAP_DB
+from datosearch.search import processes
 from datosearch.search.attrs import ANCHOR_ATTR, COSTMODEL_ATTR, LATENCY_ATTR, SPEEDUP_ATTR
 from datosearch.studies import verify
 from datosearch.studies.front import trial_schedule
@@ -95,7 +96,9 @@ def test_resume_reuses_the_cost_model_and_export_rescores_on_heldout_images(defa
 
 
 def _record_seeds(monkeypatch) -> list[int]:
-    """The seed of every image the tiny pipeline generates from now on."""
+    """The seed of every image the tiny pipeline generates from now on (in this process: none is split off to
+    worker processes, which would record theirs in their own copy of the list)."""
+    monkeypatch.setattr(processes, "MAX_PROCESSES", 1)
     seeds: list[int] = []
     real = StableDiffusionPipeline.__call__
 
