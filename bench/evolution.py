@@ -1,7 +1,7 @@
 """Does evolution earn its keep? The default study per NSGA-II seed, its first generation against its final
 front on held-out images (issue 31).
 
-    PYTHONPATH=src python bench/evolution.py [--seeds 0,1,2] [--images 100] [--trials N] [--sampler nsga2]
+    PYTHONPATH=src python bench/evolution.py [--seeds 0,1,2] [--images 100] [--trials N] [--sampler nsga2] [--at N]
 
 Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
 `--trials` defaults to the CLI's; `--sampler random|tpe` adds `--sampler` and names the study
@@ -57,20 +57,23 @@ def computed_calls(trial: optuna.trial.FrozenTrial) -> int:
     return counts["full"] + counts.get("shallow", 0)
 
 
-def candidates(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    """The trials to re-score: both fronts, and the two best (calibration PSNR) at each of `CALLS`."""
+def candidates(study: optuna.Study, at: int | None = None) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """The trials to re-score: both fronts, and the two best (calibration PSNR) at each of `CALLS`; with `at`,
+    also the front and the best of the study as it stood after its first `at` trials ("at")."""
     done = [t for t in feasible_complete(study.get_trials(deepcopy=False)) if PAIRED_PREFIX + "psnr" in t.user_attrs]
     first = [t for t in done if t.user_attrs.get(OPERATOR_ATTR) in FIRST]
-    out = {"first_front": pareto_trials(first, study.directions), "final_front": pareto_trials(done, study.directions)}
+    pools = [("first", first), ("all", done)] + ([("at", [t for t in done if t.number < at])] if at else [])
+    out = {f"{label}_front": pareto_trials(pool, study.directions) for label, pool in pools}
+    out["final_front"] = out.pop("all_front")
     for k in CALLS:
-        for label, pool in (("first", first), ("all", done)):
+        for label, pool in pools:
             at_k = sorted((t for t in pool if computed_calls(t) == k), key=lambda t: -t.user_attrs[PAIRED_PREFIX + "psnr"])
             out[f"{label}_{k}"] = at_k[:2]
     return out
 
 
 def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any, cache: Path,
-             sampler: str = "nsga2") -> dict[str, Any]:
+             sampler: str = "nsga2", at: int | None = None) -> dict[str, Any]:
     name = study_name(sampler, seed)
     argv = ["run", "--study", name, "--storage", storage, "--seed", str(seed), "--no-outputs", "--no-progress"]
     argv += [] if sampler == "nsga2" else ["--sampler", sampler]
@@ -79,7 +82,7 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
     study_s = time.perf_counter() - started
     study = optuna.load_study(study_name=name, storage=storage)
     config = studies.stored_config(study)
-    groups = candidates(study)
+    groups = candidates(study, at)
     unique = {t.number: t for ts in groups.values() for t in ts}
     numbers = sorted(unique)
     rows = score_heldout(pipe, [trial_schedule(unique[n]) for n in numbers], images, names=[f"trial-{n}" for n in numbers],
@@ -91,11 +94,13 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
     def hv(trials: list[optuna.trial.FrozenTrial]) -> float:
         return front_hv([(psnr[t.number], t.user_attrs[SPEEDUP_ATTR]) for t in trials])
 
+    labels = ("first", "all") + (("at",) if at else ())
     best = {f"{label}_{k}": max((psnr[t.number] for t in groups[f"{label}_{k}"]), default=None)
-            for k in CALLS for label in ("first", "all")}
+            for k in CALLS for label in labels}
     origin = {n: unique[n].user_attrs.get(OPERATOR_ATTR) for n in numbers}
     return {"seed": seed, "study_s": round(study_s, 1), "trials": len(study.trials),
             "hv_first": hv(groups["first_front"]), "hv_final": hv(groups["final_front"]), "best": best,
+            **({"at": at, "hv_at": hv(groups["at_front"])} if at else {}),
             "final_front_operators": sorted(origin[t.number] for t in groups["final_front"]),
             "rows": [{"trial": n, "operator": origin[n], "calls": computed_calls(unique[n]),
                       "speedup_model": unique[n].user_attrs[SPEEDUP_ATTR], "psnr_calibration":
@@ -121,6 +126,10 @@ def markdown(data: dict[str, Any]) -> str:
         ops = {o: r["final_front_operators"].count(o) for o in sorted(set(r["final_front_operators"]))}
         lines.append(f"| {r['seed']} | {r['study_s'] / 60:.1f} | {r['hv_first']:.3f} | {r['hv_final']:.3f} | "
                      + " | ".join(cells) + " | " + ", ".join(f"{o} {c}" for o, c in ops.items()) + " |")
+    for r in (r for r in data["seeds"] if r.get("at")):
+        cells = [f"{r['best'][f'at_{k}']:.2f}" if r["best"][f"at_{k}"] is not None else "-" for k in CALLS]
+        lines.append(f"- seed {r['seed']} after its first {r['at']} trials: HV {r['hv_at']:.3f}; best held-out PSNR at "
+                     + ", ".join(f"{k} calls {c}" for k, c in zip(CALLS, cells)))
     lines += ["", "Per operator (trials / children that dominate a parent / on the study's front):", ""]
     for r in data["seeds"]:
         lines.append(f"- seed {r['seed']}: " + "; ".join(
@@ -165,6 +174,8 @@ def main() -> int:
     p.add_argument("--sampler", default="nsga2", choices=["nsga2", "random", "tpe"])
     p.add_argument("--db", default="evolution.db", help="the SQLite file under --dir (one per parallel process)")
     p.add_argument("--compare", help="only write evolution-samplers.md from stored results, e.g. nsga2,random,tpe")
+    p.add_argument("--at", type=int, help="also score the study as it stood after its first AT trials")
+    p.add_argument("--out", help="results file stem under bench/results (default evolution-embedded[-SAMPLER])")
     args = p.parse_args()
     if args.compare:
         (RESULTS / "evolution-samplers.md").write_text(text := compare(args.compare.split(",")))
@@ -175,11 +186,11 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{root.resolve() / args.db}"
     pipe = load("embedded")
-    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache", args.sampler)
+    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache", args.sampler, args.at)
              for s in args.seeds.split(",")]
     data = {"device": device_name(pipe.device), "images": args.images, "seeds": seeds, "sampler": args.sampler,
             "trials_note": f"{args.trials or cli.DEFAULT_TRIALS} trials"}
-    out = results_stem(args.sampler)
+    out = args.out or results_stem(args.sampler)
     (RESULTS / f"{out}.json").write_text(json.dumps(data, indent=1))
     (RESULTS / f"{out}.md").write_text(markdown(data))
     print(markdown(data))

@@ -83,12 +83,21 @@ def reference_images(pipe: Any, config: Any, steps: int = 25) -> torch.Tensor:
         return generate(pipe, calibration(config), trajectory=traj)
 
 
-def cli_study(root: Path, name: str, trials: int, args: Sequence[str] = TINY_ARGS) -> str:
-    """Run `datosearch run` (no outputs) for a new study in an SQLite file under `root`; its storage URL."""
+def cli_study(root: Path, name: str, trials: int, args: Sequence[str] = TINY_ARGS, in_process: bool = False) -> str:
+    """Run `datosearch run` (no outputs) for a new study in an SQLite file under `root`; its storage URL.
+    `in_process`: generate in this process only, as a user's own process does (`search.processes` splits them
+    otherwise, and the tiny pipeline rounds a pixel differently on 1 thread than on 2)."""
     from datosearch import cli
+    from datosearch.search import processes
 
     url = f"sqlite:///{root}/{name}.db"
-    with one_thread():
-        assert cli.main(["run", "--study", name, "--storage", url, "--trials", str(trials), "--no-outputs", *args]) == 0
+    limit = processes.MAX_PROCESSES
+    processes.MAX_PROCESSES = 1 if in_process else limit
+    try:
+        with one_thread():
+            assert cli.main(["run", "--study", name, "--storage", url, "--trials", str(trials), "--no-outputs",
+                             *args]) == 0
+    finally:
+        processes.MAX_PROCESSES = limit
     return url
 

@@ -22,7 +22,7 @@ from search_helpers import TINY_ARGS, cli_study, one_thread, run_threads
 
 @pytest.fixture(scope="module")
 def study_url(tmp_path_factory):
-    return cli_study(tmp_path_factory.mktemp("study"), "s", 10)
+    return cli_study(tmp_path_factory.mktemp("study"), "s", 10, in_process=True)  # re-applied bit for bit below
 
 
 def test_export_validates_and_reapplies(study_url, tmp_path, capsys):
