@@ -38,6 +38,10 @@ class Calibration:
     width: int
     batch_size: int = 8
 
+    def part(self, start: int, stop: int | None = None) -> "Calibration":
+        """Images `start` to `stop` (prompts and seeds; None: to the end) as a calibration of their own."""
+        return replace(self, prompts=self.prompts[start:stop], seeds=self.seeds[start:stop])
+
     def chunks(self, limit: int | None = None) -> list[tuple[list[str], list[int]]]:
         n = len(self.prompts) if limit is None else min(limit, len(self.prompts))
         size = max(1, self.batch_size)
@@ -73,9 +77,7 @@ def generate(pipe: Any, calib: Calibration, limit: int | None = None, steps: int
     else `steps` (default: the calibration's); its scheduler is the caller's business."""
     call = trajectory.call_kwargs() if trajectory is not None else {"num_inference_steps": steps or calib.steps}
     size = {"height": calib.height, "width": calib.width} if accepts_size(pipe) else {}
-    n = len(calib.prompts) if limit is None else min(limit, len(calib.prompts))
-    return processes.generate(pipe, replace(calib, prompts=calib.prompts[:n], seeds=calib.seeds[:n]), call, size,
-                              _generate_here)
+    return processes.generate(pipe, calib.part(0, limit), call, size, _generate_here)
 
 
 def _generate_here(pipe: Any, calib: Calibration, call: dict[str, Any], size: dict[str, Any]) -> torch.Tensor:

@@ -27,7 +27,6 @@ import multiprocessing
 import signal
 import warnings
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -173,7 +172,7 @@ def _pieces(calib: Any, k: int) -> list[Any]:
         bounds = [min(n, round(i * batches / k) * size) for i in range(k + 1)]
     else:
         bounds = [round(i * n / k) for i in range(k + 1)]
-    return [replace(calib, prompts=calib.prompts[a:b], seeds=calib.seeds[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return [calib.part(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 @contextmanager
@@ -207,7 +206,7 @@ def generate(pipe: Any, calib: Any, call: dict[str, Any], size: dict[str, Any], 
     from ..dato.apply import applied
 
     handle = applied(pipe)
-    for _, _, pruning in replies:
-        if handle is not None and pruning is not None:
+    if handle is not None:  # then each worker generated under the same schedule and sent its log
+        for _, _, pruning in replies:
             handle.pruning.add(pruning)
     return torch.cat([head] + [torch.from_numpy(images) for _, images, _ in replies])
