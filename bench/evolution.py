@@ -6,7 +6,7 @@ front on held-out images (issue 31).
 Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
 `--trials` defaults to the CLI's; `--sampler random|tpe` adds `--sampler` and names the study
 `evo-SAMPLER-S`: the same enqueued first generation, then that sampler instead of NSGA-II; `--compare
-nsga2,random,tpe` then writes their stored results side by side, `evolution-samplers.md`). Then, per
+nsga2,random,tpe` then writes their stored results side by side, `evolution-samplers.md`; an entry SAMPLER:STEM reads the results file STEM, `--out` names the table). Then, per
 study: the first generation (the enqueued trials: anchors, refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
 calls in `CALLS` the two best trials of each by calibration PSNR are re-scored on `--images` held-out images
 (seeds 777000+, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
@@ -143,9 +143,12 @@ def results_stem(sampler: str) -> str:
     return "evolution-embedded" + ("" if sampler == "nsga2" else f"-{sampler}")
 
 
-def compare(samplers: list[str]) -> str:
-    """The samplers' stored results side by side (`--compare`): final-front HV and best held-out PSNR per seed."""
-    data = {name: json.loads((RESULTS / f"{results_stem(name)}.json").read_text()) for name in samplers}
+def compare(entries: list[str]) -> str:
+    """The samplers' stored results side by side (`--compare`, each entry SAMPLER or SAMPLER:STEM, the results
+    file's stem): final-front HV and best held-out PSNR per seed."""
+    stems = dict(e.split(":", 1) if ":" in e else (e, results_stem(e)) for e in entries)
+    samplers = list(stems)
+    data = {name: json.loads((RESULTS / f"{stem}.json").read_text()) for name, stem in stems.items()}
     lines = ["# Samplers at equal trials: held-out hypervolume of the final front (embedded model)", "",
              f"{data[samplers[0]]['device']}; {data[samplers[0]]['images']} held-out images; each sampler's study starts "
              "from the same enqueued first generation (`bench/evolution.py --sampler S`). Cells: HV of the final front / "
@@ -173,12 +176,13 @@ def main() -> int:
     p.add_argument("--dir", default="studies/evolution", help="where the studies and caches go")
     p.add_argument("--sampler", default="nsga2", choices=["nsga2", "random", "tpe"])
     p.add_argument("--db", default="evolution.db", help="the SQLite file under --dir (one per parallel process)")
-    p.add_argument("--compare", help="only write evolution-samplers.md from stored results, e.g. nsga2,random,tpe")
+    p.add_argument("--compare", help="only write --out (default evolution-samplers).md from stored results, e.g. "
+                   "nsga2,random,tpe or nsga2:evolution-embedded-gp,...")
     p.add_argument("--at", type=int, help="also score the study as it stood after its first AT trials")
     p.add_argument("--out", help="results file stem under bench/results (default evolution-embedded[-SAMPLER])")
     args = p.parse_args()
     if args.compare:
-        (RESULTS / "evolution-samplers.md").write_text(text := compare(args.compare.split(",")))
+        (RESULTS / f"{args.out or 'evolution-samplers'}.md").write_text(text := compare(args.compare.split(",")))
         print(text)
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)

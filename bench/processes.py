@@ -25,7 +25,7 @@ from datosearch.search.evaluator import Calibration, Evaluator
 from datosearch.space.schedule import FULL, Schedule
 from datosearch.space.trajectory import Trajectory
 from datosearch.studies.build import default_guidance, default_prompts, default_resolution, load_pipeline
-from datosearch.studies.refine import cached_plan, starts
+from datosearch.studies import refine
 
 RESULTS = Path(__file__).parent / "results"
 DPM = "DPMSolverMultistepScheduler"
@@ -34,7 +34,7 @@ DPM = "DPMSolverMultistepScheduler"
 def schedules(top: int) -> list[Schedule | None]:
     fewer = [Schedule([FULL] * n, trajectory=Trajectory(DPM, n), meta={"name": f"DPM-Solver++ {n} steps"})
              for n in (8, 12, 20)]
-    refined = [cached_plan(starts(k)[-1], k, top).with_meta(name=f"refined start, {k} full") for k in (5, 7, 10)]
+    refined = [refine.cached_plan(refine.start(k), k, top).with_meta(name=f"refined start, {k} full") for k in (5, 7, 10)]
     return [None, *fewer, *refined, Schedule.deepcache(51, 3, 0).with_meta(name="DeepCache N=3 (PLMS 50)")]
 
 

@@ -9,7 +9,7 @@ EPYC 2-core host). Here every trial's speed-up is predicted by one stored model 
 Per sampler (its bench/results JSON and the SQLite file its studies are in) and seed: the hypervolume, same
 reference point as the bench, of the first generation (the enqueued trials) and of all trials, in
 (calibration PSNR, speed-up) over every COMPLETE trial and in (held-out PSNR, speed-up) over the bench's
-re-scored rows (both fronts and the best at 5, 7, 10 calls). Writes bench/results/evolution-shared.md.
+re-scored rows (both fronts and the best at 5, 7, 10 calls). Writes bench/results/evolution-shared.md (`--out`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def seed_row(study: optuna.Study, rows: list[dict], model: CostModel) -> dict[st
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="URL:STUDY of the study whose stored cost model predicts every trial")
-    p.add_argument("--bench", nargs="+", required=True, help="SAMPLER=SQLITE_FILE (bench/evolution.py's --dir/--db)")
+    p.add_argument("--bench", nargs="+", required=True,
+                   help="SAMPLER=SQLITE_FILE[=STEM] (bench/evolution.py's --dir/--db, and its --out if it had one)")
+    p.add_argument("--out", default="evolution-shared", help="the table's file stem under bench/results")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url, name = args.model.rsplit(":", 1)
@@ -56,14 +58,14 @@ def main() -> int:
              "7, 10 calls).", "", "| sampler | seed | calibration HV | held-out HV | held-out HV, the study's own model |",
              "|---|---|---|---|---|"]
     for entry in args.bench:
-        sampler, db = entry.split("=", 1)
-        data = json.loads((RESULTS / f"{results_stem(sampler)}.json").read_text())
+        sampler, db, *stem = entry.split("=", 2)
+        data = json.loads((RESULTS / f"{stem[0] if stem else results_stem(sampler)}.json").read_text())
         for r in data["seeds"]:
             study = optuna.load_study(study_name=study_name(sampler, r["seed"]), storage=f"sqlite:///{Path(db).resolve()}")
             s = seed_row(study, r["rows"], model)
             lines.append(f"| {sampler} | {r['seed']} | {s['calib_first']:.2f} / {s['calib_all']:.2f} | "
                          f"{s['heldout_first']:.2f} / {s['heldout_all']:.2f} | {r['hv_first']:.2f} / {r['hv_final']:.2f} |")
-    (RESULTS / "evolution-shared.md").write_text(text := "\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(text := "\n".join(lines) + "\n")
     print(text)
     return 0
 

@@ -51,3 +51,7 @@ def test_only_the_known_harmless_messages_are_dropped():
     mu = logging.getLogger("diffusers.models.modeling_utils")
     assert not passes(mu, "There are modules in UNet2DConditionModel that should be kept in float32: []. Casting")
     assert passes(mu, "There are modules in UNet2DConditionModel that should be kept in float32: ['norm']. Casting")
+    gp = logging.getLogger("optuna._gp.batched_lbfgsb")
+    assert not passes(gp, "The 'greenlet' package is unavailable, falling back to sequential L-BFGS-B optimization. "
+                          "This may lead to slower suggestions.")
+    assert passes(gp, "L-BFGS-B did not converge")

@@ -1,4 +1,4 @@
-"""Refined forecasting members (studies.refine): TPE's best cached plan per count of full calls, chosen on
+"""Refined forecasting members (studies.refine): the search's best cached plan per count of full calls, chosen on
 calibration images, computed once per study and enqueued as first-generation members."""
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def test_the_member_is_the_best_of_its_search_on_the_calibration_images(embedded
 
     monkeypatch.setattr(refine, "paired_metrics", record)
     again = refine.refined_members(pipe, config, reference, None, calls=(3,), trials=6)  # no cache: searched
-    combinations = len(refine.switch_combinations(refine.SOLVER))  # TPE's best tried with every config switch
-    assert combinations == 4 and len(seen) == 6 + combinations - 1
+    combinations = len(refine.switch_combinations(refine.SOLVER))  # the start tried with every config switch
+    assert combinations == 4 and len(seen) == 6  # then GP for the rest of the 6 evaluations
     assert again[0].to_dict() == members[0].to_dict()  # seeded: the same search
     from datosearch import dato
     handle = dato.apply(pipe, again[0])

@@ -5,6 +5,8 @@
   to their PIL versions; datosearch never uses an image processor.
 - diffusers warns on every `Module.to(dtype)` that modules "should be kept in float32" even when the
   list it prints is empty (`[]`); only that empty-list form is dropped.
+- Optuna's GP sampler (`studies.refine`) says at its import that, without the optional `greenlet` package,
+  it optimises its acquisition function one start point at a time instead of batched (slower suggestions).
 
 Everything else, including these loggers' other messages, passes through.
 """
@@ -21,6 +23,7 @@ HARMLESS: dict[str, re.Pattern[str]] = {
         r"^`(CLIP|Siglip)ImageProcessor` requires torchvision \(not installed\); falling back to "
         r"`(CLIP|Siglip)ImageProcessorPil` "),
     "diffusers.models.modeling_utils": re.compile(r"^There are modules in \w+ that should be kept in float32: \[\]\. "),
+    "optuna._gp.batched_lbfgsb": re.compile(r"^The 'greenlet' package is unavailable, falling back to sequential L-BFGS-B "),
 }
 
 

@@ -1,43 +1,48 @@
-"""Refined forecasting members: cached plans on searched timesteps, found by Optuna's TPE before the study.
+"""Refined forecasting members: cached plans on searched timesteps, found by Optuna's GP sampler before the study.
 
-Tuned fewer steps (`studies.tuning`) are hard to beat at equal U-Net calls by hand-placed plans. For
-each count K of full calls in `CALLS` (below the study's own calls), TPE (Optuna's own sampler, seeded)
-searches one family on the first `IMAGES` calibration images against the study's reference (never
-held-out seeds): DPM-Solver++ 2M at n = K+1..2K steps, timesteps `warp_timesteps(n, start, power)`, K
-full calls placed by `full_positions(power, center, last)` as the structured encoding places them, every
-other call a forecast reuse (order, damping); then the best plan is tried with every combination of the
-solver's config switches (`space.trajectory.SWITCHES`: final sigma, solver type) and the best kept (inside
-TPE's 40 trials the two extra dimensions cost 1 dB at 7 full calls on the calibration images: 42.73
-against 43.70 dB). Reuse runs no U-Net layer, so a member costs about K calls.
+Tuned fewer steps (`studies.tuning`) are hard to beat at equal U-Net calls by hand-placed plans. For each
+count K of full calls in `CALLS` (below the study's own calls), a search on the first `IMAGES` calibration
+images against the study's reference (never held-out seeds) refines one plan: DPM-Solver++ 2M at 2K - 2
+steps, timesteps `warp_timesteps(n, start, power)`, K full calls placed by `full_positions(power, center,
+last)` as the structured encoding places them, alternating with order-2 forecast reuse, the last call full
+(`start`). It scores the start with every combination of the solver's config switches
+(`space.trajectory.SWITCHES`: final sigma, solver type) and keeps the best, then Optuna's `GPSampler`
+moves the timesteps and the full calls' placement (`placement`) for the rest of its `TRIALS` evaluations.
+Reuse runs no U-Net layer, so a member costs about K calls.
 The best plan of each K is enqueued as a first-generation member (operator "refined") by its structured
 genes (`genes`; the study lists DPM-Solver++ at every step count of the family), so that evolution and its
 local refinement (`search.local`) vary the plan itself.
 Results are cached as JSON under the study's directory, as the tuned anchors are.
 
-Measured with the first version (continuous damping, 60 trials; the default study exported with `--heldout
-200`, README "Refined members"): at 5, 7 and 10
-full calls the refined members alternate full calls and order-2 forecasts over 8, 12 and 19 DPM-Solver++
-steps and score 40.3, 45.9 and 52.7 dB against tuned DPM-Solver++'s 37.0, 43.6 and 48.7 dB at 1.04x,
-1.02x and 1.00x its speed (FID-proxy +11.5 %, -2 %, -3 %).
+Why this search (16 calibration images of the embedded model, NSGA-II seeds 0, 1, 2, 2026-12-07): the
+previous one, TPE over the family's eight genes (step count, the last call, forecast order and damping
+too) from two starts, then the switches on its best, reached 38.20 / 36.58 / 37.86 dB at 5 full calls,
+43.70 / 44.19 / 44.19 at 7 and 48.93 / 48.93 / 49.21 at 10: at seed 1 it settled at 5 calls on 6 steps
+without a full last call, 1.6 dB below the other seeds, and at 7 and 10 calls it rarely beat its start.
+Every best plan of the other seeds was the alternating one. With those genes fixed, GP over the four
+placement genes after choosing the switches on the start reached 37.96 / 37.86 / 38.04, 44.63 / 44.19 /
+44.86 and 50.70 / 50.67 / 50.14 dB (TPE in its place: 37.71-38.08, 44.19 and 48.93-49.31).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
 import torch
+from optuna.distributions import FloatDistribution
 
 from .._quiet import optuna_warnings_only
 from ..objectives import paired_metrics
 from ..search.evaluator import Evaluator
 from ..space.placement import full_positions
 from ..space.schedule import FULL, REUSE, Forecast, Schedule
-from ..space.encoding import DAMPING_STEPS, PHASES, gene_of
+from ..space.encoding import PHASES, gene_of
 from ..space.structured import POWER_RANGE, uniform_phases
 from ..space.trajectory import (LABELS, SWITCHES, WARP_POWER, WARP_START, Trajectory, switch_choices, switch_gene, switched,
                                 takes, warp_timesteps)
@@ -46,9 +51,10 @@ from .tuning import cached_json, calibration_key
 
 SOLVER = "DPMSolverMultistepScheduler"
 CALLS = (5, 7, 10)
-TRIALS = 40  # TPE trials per count of full calls (the two `starts` included); the study refines further (`search.local`)
+TRIALS = 40  # evaluations per count of full calls (the start's switch combinations included); the study refines further (`search.local`)
 IMAGES = 16  # the first calibration images the search scores on
-METHOD = "refine@3"  # @2: damping on the encoding's steps, genes in the members' meta; @3: config switches tried
+METHOD = "refine@4"  # @2: damping on the encoding's steps, genes in the members' meta; @3: config switches tried;
+# @4: the alternating plan's placement by GP, switches chosen on the start
 
 
 def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER, phases: int = PHASES) -> Schedule:
@@ -75,43 +81,48 @@ def genes(params: dict[str, Any], k: int, solver: str, phases: int) -> dict[str,
     return {**out, **uniform_phases(phases, gene_of(REUSE), int(params["order"]), float(params["damping"]))}
 
 
-def suggest(trial: optuna.Trial, k: int) -> dict[str, Any]:
-    """The family's genes for `k` full calls (the solver's default config)."""
-    return {"extra": trial.suggest_int("extra", 1, k), "tstart": trial.suggest_float("tstart", *WARP_START),
-            "tpow": trial.suggest_float("tpow", *WARP_POWER),
-            "power": trial.suggest_float("power", *POWER_RANGE, log=True),
-            "center": trial.suggest_float("center", 0.0, 1.0), "last": trial.suggest_categorical("last", [True, False]),
-            "order": trial.suggest_int("order", 1, 2), "damping": trial.suggest_categorical("damping", DAMPING_STEPS)}
+PLACED = {"tstart": 0.94, "tpow": 1.5, "power": 1.0, "center": 0.0}  # the start's timesteps and placement
+FAMILY = {"last": True, "order": 2, "damping": 1.0}  # what every plan of the search keeps
 
 
-def starts(k: int) -> list[dict[str, Any]]:
-    """Where TPE starts (enqueued before its own draws), both ending on a full call with order-2 forecasts:
-    one forecast call among k + 1 steps, and full calls alternating with forecasts over 2k - 2 steps. On 16
-    calibration images of the embedded model, TPE alone (200 trials) never left k + 1 steps at 5 and 7 full
-    calls, while the alternating plan was the best hand-placed one at 5, 7 and 10."""
-    base = {"tstart": 0.94, "tpow": 1.5, "power": 1.0, "center": 0.0, "last": True, "order": 2, "damping": 1.0}
-    return [dict(base, extra=1)] + ([dict(base, extra=k - 2)] if k > 3 else [])
+def start(k: int) -> dict[str, Any]:
+    """The hand-placed plan the search starts from: full calls alternating with order-2 forecasts over
+    2k - 2 steps (k + 1 for k ≤ 3), the last call full, timesteps `warp_timesteps(n, 0.94, 1.5)`."""
+    return {"extra": max(1, k - 2), **FAMILY, **PLACED}
+
+
+def placement() -> dict[str, FloatDistribution]:
+    """What the GP search moves: where the steps sit (start, bend) and where the full calls sit (warp, center)."""
+    return {"tstart": FloatDistribution(*WARP_START), "tpow": FloatDistribution(*WARP_POWER),
+            "power": FloatDistribution(*POWER_RANGE, log=True), "center": FloatDistribution(0.0, 1.0)}
 
 
 def search(ev: Evaluator, reference: torch.Tensor, k: int, trials: int = TRIALS, seed: int = 0,
            solver: str = SOLVER, phases: int = PHASES) -> tuple[Schedule, float]:
-    """TPE over the family at `k` full calls, then the best plan's `switch_combinations`, by PSNR of `ev`'s images
-    against `reference`: (best, its PSNR)."""
+    """`start(k)` with each of `switch_combinations` (the best kept, diffusers' defaults on a tie), then Optuna's
+    GP sampler over its `placement` for the rest of `trials` evaluations, told the start's score first; by PSNR
+    of `ev`'s images against `reference`: (best, its PSNR)."""
     top = ev.pipe.scheduler.config["num_train_timesteps"]
 
     def psnr(params: dict[str, Any]) -> float:
         return paired_metrics(ev.images(cached_plan(params, k, top, solver)), reference)["psnr"]
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    for start in starts(k):
-        study.enqueue_trial(start)
+    combinations = switch_combinations(solver)
+    scores = [psnr({**start(k), **c}) for c in combinations]
+    j = max(range(len(scores)), key=lambda n: (scores[n], -n))
+    best = base = {**start(k), **combinations[j]}
+    value = scores[j]
+    space = placement()
+    with warnings.catch_warnings():  # GPSampler is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.GPSampler(seed=seed)
     with optuna_warnings_only():  # no log line per trial
-        study.optimize(lambda trial: psnr(suggest(trial, k)), n_trials=trials)
-    best, value = study.best_params, study.best_value
-    for combination in switch_combinations(solver)[1:]:  # the first (the defaults) is TPE's own
-        params = {**study.best_params, **combination}
-        if (score := psnr(params)) > value:
-            best, value = params, score
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.add_trial(optuna.trial.create_trial(params={g: base[g] for g in space}, distributions=space, value=value))
+        study.optimize(lambda trial: psnr({**base, **{g: trial.suggest_float(g, d.low, d.high, log=d.log)
+                                                      for g, d in space.items()}}), n_trials=max(0, trials - len(combinations)))
+    if study.best_value > value:
+        best, value = {**base, **study.best_params}, study.best_value
     return cached_plan(best, k, top, solver, phases), value
 
 
@@ -145,7 +156,7 @@ def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: 
             log(f"refined member at {k} full calls: {best.meta['label']}, {psnr:.2f} dB on {images} calibration "
                 f"images")
             members.append(best)
-        log(f"refined members: {len(members)} found with {trials * len(calls)} TPE trials, "
+        log(f"refined members: {len(members)} found with {trials * len(calls)} evaluations, "
             f"{time.perf_counter() - started:.0f} s")
         return {"format": f"datosearch/{METHOD}", "members": [m.to_dict() for m in members]}
 
