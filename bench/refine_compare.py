@@ -12,13 +12,15 @@ FID-proxy against real digits). Writes bench/results/refine-compare.{json,md}.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -32,16 +34,18 @@ RESULTS = Path(__file__).parent / "results"
 CALLS = (5, 7, 10)
 
 
-def old_module(rev: str):
-    """`studies/refine.py` as it was at `rev`, imported beside the installed one."""
-    root = Path(refine.__file__).parent
-    path = root / "_refine_at_rev.py"
-    path.write_text(subprocess.run(["git", "show", f"{rev}:src/datosearch/studies/refine.py"], check=True,
-                                   capture_output=True, text=True, cwd=root).stdout)
-    try:
-        return importlib.import_module("datosearch.studies._refine_at_rev")
-    finally:
-        path.unlink()
+def old_module(rev: str) -> ModuleType:
+    """`studies/refine.py` as it was at `rev`, imported beside the installed one (as a module of the same
+    package, so its relative imports resolve; the source tree is not touched)."""
+    source = subprocess.run(["git", "show", f"{rev}:src/datosearch/studies/refine.py"], check=True,
+                            capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "refine_at_rev.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("datosearch.studies._refine_at_rev", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
 
 
 def main() -> int:

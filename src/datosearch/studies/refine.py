@@ -146,7 +146,7 @@ def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: 
     path = None if cache_dir is None else Path(cache_dir) / f"refined-{key}.json"
 
     def search_all() -> dict[str, Any]:
-        subset = replace(calib, prompts=calib.prompts[:images], seeds=calib.seeds[:images], batch_size=images)
+        subset = replace(calib.part(0, images), batch_size=images)
         ev = Evaluator(pipe, subset, [], reference=reference[:images], fid=lambda _: 0.0,
                        measure_latency=lambda _: 0.0)
         members, started = [], time.perf_counter()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -270,7 +270,7 @@ def tuned_anchors(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: st
     path = cache_path(cache_dir, config, steps, solvers, images, kinds) if cache_dir is not None else None
 
     def search() -> dict[str, Any]:
-        subset = replace(calib, prompts=calib.prompts[:images], seeds=calib.seeds[:images])
+        subset = calib.part(0, images)
         entries, cost = _search(pipe, subset, reference[:images], list(steps), solvers, log)
         log(f"tuned anchors: {len(entries)} found with {cost['generations']} generations of {images} images, "
             f"{cost['unet_calls']} U-Net calls, {cost['seconds']:.0f} s")
