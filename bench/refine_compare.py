@@ -1,12 +1,12 @@
 """The refined members of two versions of `studies/refine.py` on fresh held-out images (issue 31).
 
-    PYTHONPATH=src:tests:bench python bench/refine_compare.py --old HEAD~1 [--seeds 0,1,2] [--images 200] [--seed0 666000]
+    PYTHONPATH=src:tests:bench python bench/refine_compare.py --old HEAD~1 [--seeds 0,1,2] [--images 200] [--seed0 666000] [--out STEM]
 
 For each NSGA-II seed, the refined members at 5, 7 and 10 full calls as a default study on the embedded model
 finds them (its 24 calibration images, DPM-Solver++ 2M at 100 linspace steps as the reference), once with the
 module as it is at git revision `--old` and once with the installed one, then all of them and PLMS-50 full
 compute scored on `--images` held-out images from seed `--seed0` (PSNR against the converged reference,
-FID-proxy against real digits). Writes bench/results/refine-compare.{json,md}.
+FID-proxy against real digits). Writes bench/results/OUT.{json,md} (`--out`, default refine-compare).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def main() -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--seed0", type=int, default=666000)
+    p.add_argument("--out", default="refine-compare", help="results file stem under bench/results")
     args = p.parse_args()
     old = old_module(args.old)
     pipe, config, reference = embedded_study(images=24, reference_steps=100)
@@ -72,14 +73,15 @@ def main() -> int:
                          log=lambda m: print(f"  {m}", file=sys.stderr))
     out = {"device": device_name(pipe.device), "images": args.images, "seed0": args.seed0, "old": args.old,
            "minutes": round((time.perf_counter() - started) / 60, 1),
-           "rows": [{"name": n, "psnr": r["psnr_converged"], "fid_real": r["fid_real"]} for n, r in zip(names, rows)]}
-    (RESULTS / "refine-compare.json").write_text(json.dumps(out, indent=1))
+           "rows": [{"name": n, "psnr": r["psnr_converged"], "fid_real": r["fid_real"],
+                     "plan": None if s is None else s.to_dict()} for n, r, s in zip(names, rows, schedules)]}
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1))
     lines = [f"# Refined members, `studies/refine.py` at {args.old} against now (embedded model)", "",
              f"{out['device']}; {args.images} held-out images from seed {args.seed0}; PSNR against the converged "
              f"reference, FID-proxy against real digits; {out['minutes']} min. `bench/refine_compare.py`.", "",
              "| schedule | PSNR dB | FID-proxy |", "|---|---:|---:|"]
     lines += [f"| {r['name']} | {r['psnr']:.2f} | {r['fid_real']:.1f} |" for r in out["rows"]]
-    (RESULTS / "refine-compare.md").write_text(text := "\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(text := "\n".join(lines) + "\n")
     print(text)
     processes.enable(False)
     return 0

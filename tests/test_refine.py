@@ -8,6 +8,7 @@ import pytest
 from datosearch.objectives import paired_metrics
 from datosearch.search.evaluator import generate
 from datosearch.space.encoding import make_encoding
+from datosearch.space.placement import full_positions
 from datosearch.space.schedule import FULL, REUSE
 from datosearch.space.trajectory import swapped
 from datosearch.studies import refine
@@ -32,6 +33,8 @@ def test_members_have_k_full_calls_forecast_reuse_and_searched_timesteps(embedde
         assert traj.scheduler == "DPMSolverMultistepScheduler" and k < traj.steps <= 2 * k
         assert member.n_calls == traj.calls(pipe.scheduler.config) and member.cache[0] == FULL
         assert all(a == REUSE and c in member.forecast for c, a in enumerate(member.cache) if a != FULL)
+        full = [c for c, a in enumerate(member.cache) if a == FULL]  # the start's alternation: the search moved only timesteps
+        assert full == full_positions(traj.steps, k, 1.0, 0.0, True) and full[-2:] == [traj.steps - 2, traj.steps - 1]
         assert list(traj.timesteps) == sorted(traj.timesteps, reverse=True) and member.meta["name"] == f"refined-{k}"
 
 

@@ -3,25 +3,30 @@
 Tuned fewer steps (`studies.tuning`) are hard to beat at equal U-Net calls by hand-placed plans. For each
 count K of full calls in `CALLS` (below the study's own calls), a search on the first `IMAGES` calibration
 images against the study's reference (never held-out seeds) refines one plan: DPM-Solver++ 2M at 2K - 2
-steps, timesteps `warp_timesteps(n, start, power)`, K full calls placed by `full_positions(power, center,
-last)` as the structured encoding places them, alternating with order-2 forecast reuse, the last call full
-(`start`). It scores the start with every combination of the solver's config switches
-(`space.trajectory.SWITCHES`: final sigma, solver type) and keeps the best, then Optuna's `GPSampler`
-moves the timesteps and the full calls' placement (`placement`) for the rest of its `TRIALS` evaluations.
+steps, timesteps `warp_timesteps(n, start, power)`, K full calls alternating with order-2 forecast reuse,
+the last two calls full (`start`; `full_positions` at warp 1, center 0, as the structured encoding places
+them). It scores the start with every combination of the solver's config switches
+(`space.trajectory.SWITCHES`: final sigma, solver type) and keeps the best, then Optuna's `GPSampler` moves
+where the steps sit (`placement`: the timesteps' start and bend) for the rest of its `TRIALS` evaluations.
 Reuse runs no U-Net layer, so a member costs about K calls.
 The best plan of each K is enqueued as a first-generation member (operator "refined") by its structured
 genes (`genes`; the study lists DPM-Solver++ at every step count of the family), so that evolution and its
-local refinement (`search.local`) vary the plan itself.
-Results are cached as JSON under the study's directory, as the tuned anchors are.
+local refinement (`search.local`) vary the plan itself, where the full calls sit included.
 
-Why this search (16 calibration images of the embedded model, NSGA-II seeds 0, 1, 2, 2026-12-07): the
-previous one, TPE over the family's eight genes (step count, the last call, forecast order and damping
-too) from two starts, then the switches on its best, reached 38.20 / 36.58 / 37.86 dB at 5 full calls,
-43.70 / 44.19 / 44.19 at 7 and 48.93 / 48.93 / 49.21 at 10: at seed 1 it settled at 5 calls on 6 steps
-without a full last call, 1.6 dB below the other seeds, and at 7 and 10 calls it rarely beat its start.
-Every best plan of the other seeds was the alternating one. With those genes fixed, GP over the four
-placement genes after choosing the switches on the start reached 37.96 / 37.86 / 38.04, 44.63 / 44.19 /
-44.86 and 50.70 / 50.67 / 50.14 dB (TPE in its place: 37.71-38.08, 44.19 and 48.93-49.31).
+Why this search (the embedded model, NSGA-II seeds 0, 1, 2, AMD EPYC 2 cores, 2026-12-07; 16 calibration
+images searched, the other 8 of the study's 24 as a check): refine@4 also moved where the full calls sit
+(warp, center); its best plans all kept the alternation (9 of 9: `bench/results/refine-compare-timesteps.json`),
+so those two genes only spread GP's evaluations over a larger space. It reached
+37.96 / 37.86 / 38.04 dB at 5 full calls, 44.71 / 44.19 / 44.86 at 7 and 50.70 / 49.14 / 50.51 at 10 (the
+other 8 images: 39.24 / 39.12 / 39.86, 46.01 / 45.74 / 46.19, 51.43 / 49.78 / 51.96). With the alternation
+fixed, GP over the two timestep genes reached 38.10 / 37.97 / 38.05, 44.87 / 44.78 / 44.88 and 51.03 /
+50.54 / 50.91 (the other 8: 39.91 / 40.11 / 39.45, 46.17 / 46.01 / 46.13, 52.67 / 52.00 / 51.74). Starting
+7 and 10 calls from the previous count's best four genes instead (enqueued first) scored 36.8-48.9 dB on
+that first plan and 44.19-44.46 and 49.73-50.58 at best. Before refine@4, TPE over the family's eight genes
+(step count, last call, forecast order, damping too) settled at seed 1 on 6 steps without a full last
+call at 5 calls, 1.6 dB below the other seeds. Confirmed on 200 held-out images of seeds 444000+ that no
+choice looked at (`bench/refine_compare.py`): refine@4 → refine@5 at 5 / 7 / 10 calls, mean +0.46 / -0.06 /
++1.41 dB, worst seed +0.44 / +0.11 / +1.88 dB.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from ..search.evaluator import Evaluator
 from ..space.placement import full_positions
 from ..space.schedule import FULL, REUSE, Forecast, Schedule
 from ..space.encoding import PHASES, gene_of
-from ..space.structured import POWER_RANGE, uniform_phases
+from ..space.structured import uniform_phases
 from ..space.trajectory import (LABELS, SWITCHES, WARP_POWER, WARP_START, Trajectory, switch_choices, switch_gene, switched,
                                 takes, warp_timesteps)
 from .build import calibration
@@ -53,8 +58,8 @@ SOLVER = "DPMSolverMultistepScheduler"
 CALLS = (5, 7, 10)
 TRIALS = 40  # evaluations per count of full calls (the start's switch combinations included); the study refines further (`search.local`)
 IMAGES = 16  # the first calibration images the search scores on
-METHOD = "refine@4"  # @2: damping on the encoding's steps, genes in the members' meta; @3: config switches tried;
-# @4: the alternating plan's placement by GP, switches chosen on the start
+METHOD = "refine@5"  # @2: damping on the encoding's steps, genes in the members' meta; @3: config switches tried;
+# @4: the alternating plan's placement by GP, switches chosen on the start; @5: the timesteps alone by GP
 
 
 def cached_plan(params: dict[str, Any], k: int, top: int, solver: str = SOLVER, phases: int = PHASES) -> Schedule:
@@ -81,20 +86,20 @@ def genes(params: dict[str, Any], k: int, solver: str, phases: int) -> dict[str,
     return {**out, **uniform_phases(phases, gene_of(REUSE), int(params["order"]), float(params["damping"]))}
 
 
-PLACED = {"tstart": 0.94, "tpow": 1.5, "power": 1.0, "center": 0.0}  # the start's timesteps and placement
+PLACED = {"tstart": 0.94, "tpow": 1.5, "power": 1.0, "center": 0.0}  # the start's timesteps; its full calls alternate
 FAMILY = {"last": True, "order": 2, "damping": 1.0}  # what every plan of the search keeps
 
 
 def start(k: int) -> dict[str, Any]:
     """The hand-placed plan the search starts from: full calls alternating with order-2 forecasts over
-    2k - 2 steps (k + 1 for k ≤ 3), the last call full, timesteps `warp_timesteps(n, 0.94, 1.5)`."""
+    2k - 2 steps (k + 1 for k ≤ 3), the last two calls full, timesteps `warp_timesteps(n, 0.94, 1.5)`."""
     return {"extra": max(1, k - 2), **FAMILY, **PLACED}
 
 
 def placement() -> dict[str, FloatDistribution]:
-    """What the GP search moves: where the steps sit (start, bend) and where the full calls sit (warp, center)."""
-    return {"tstart": FloatDistribution(*WARP_START), "tpow": FloatDistribution(*WARP_POWER),
-            "power": FloatDistribution(*POWER_RANGE, log=True), "center": FloatDistribution(0.0, 1.0)}
+    """What the GP search moves: where the steps sit (the timesteps' start and bend); the full calls keep
+    `start`'s alternation."""
+    return {"tstart": FloatDistribution(*WARP_START), "tpow": FloatDistribution(*WARP_POWER)}
 
 
 def search(ev: Evaluator, reference: torch.Tensor, k: int, trials: int = TRIALS, seed: int = 0,
