@@ -70,6 +70,16 @@ def test_a_second_call_reads_the_cache(embedded, monkeypatch):
     assert [m.to_dict() for m in again] == [m.to_dict() for m in members]
 
 
+def test_another_sampler_seed_searches_again(embedded, monkeypatch):
+    """GP is seeded with the study's sampler seed: a study of another seed in the same directory searches anew."""
+    pipe, config, reference, cache, members = embedded
+    searched: list[int] = []
+    monkeypatch.setattr(refine, "search", lambda ev, ref, k, *a, **kw: searched.append(k) or (members[0], 0.0))
+    other = type(config)(**{**vars(config), "sampler_seed": (config.sampler_seed or 0) + 1})
+    refine.refined_members(pipe, other, reference, cache, calls=(3, 4), trials=6)
+    assert searched == [3, 4]
+
+
 def test_only_studies_searching_the_trajectory_with_reuse_get_them(embedded):
     _, config, _, _, _ = embedded
     assert refined_calls(config) == [5, 7, 10]  # the default study: PLMS 50, 51 calls

@@ -147,7 +147,8 @@ def refined_members(pipe: Any, config: Any, reference: torch.Tensor, cache_dir: 
         return []
     calib = calibration(config)
     images = max(1, min(images, len(calib.prompts)))
-    key = calibration_key(config, images, steps=list(calls), scheduler=SOLVER, trials=trials, method=METHOD)
+    key = calibration_key(config, images, steps=list(calls), scheduler=SOLVER, trials=trials, method=METHOD,
+                          seed=config.sampler_seed or 0)  # GP is seeded with it
     path = None if cache_dir is None else Path(cache_dir) / f"refined-{key}.json"
 
     def search_all() -> dict[str, Any]:
