@@ -2,6 +2,7 @@
 front on held-out images (issue 31).
 
     PYTHONPATH=src python bench/evolution.py [--seeds 0,1,2] [--images 100] [--trials N] [--sampler nsga2] [--at N]
+        [--seed0 777000]
 
 Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default study, as a user runs it;
 `--trials` defaults to the CLI's; `--sampler random|tpe` adds `--sampler` and names the study
@@ -9,7 +10,7 @@ Each seed runs `datosearch run --study evo-S --seed S --no-outputs` (the default
 nsga2,random,tpe` then writes their stored results side by side, `evolution-samplers.md`; an entry SAMPLER:STEM reads the results file STEM, `--out` names the table). Then, per
 study: the first generation (the enqueued trials: anchors, refined and seeded members) and its Pareto front, the final Pareto front, and per count K of computed U-Net
 calls in `CALLS` the two best trials of each by calibration PSNR are re-scored on `--images` held-out images
-(seeds 777000+, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
+(seeds 777000+ or `--seed0`'s, PSNR against the converged reference, `studies.heldout.score_heldout`, one timing round).
 Reported per seed: the hypervolume of each front in (held-out PSNR, the study's predicted speed-up) with one
 reference point (20 dB, 0.91x), the best held-out PSNR at K calls of the first generation and of the whole
 study, and the per-operator table (`search.operators`). Writes bench/results/evolution-embedded.{json,md}.
@@ -34,7 +35,7 @@ from datosearch.search.operators import operator_table
 from datosearch.search.pareto import feasible_complete, hypervolume, pareto_trials
 from datosearch.studies import study as studies
 from datosearch.studies.front import trial_schedule
-from datosearch.studies.heldout import score_heldout
+from datosearch.studies.heldout import HELDOUT_SEED0, score_heldout
 
 RESULTS = Path(__file__).parent / "results"
 FIRST = ("anchor", "refined", "seeded")
@@ -73,7 +74,7 @@ def candidates(study: optuna.Study, at: int | None = None) -> dict[str, list[opt
 
 
 def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any, cache: Path,
-             sampler: str = "nsga2", at: int | None = None) -> dict[str, Any]:
+             sampler: str = "nsga2", at: int | None = None, seed0: int = HELDOUT_SEED0) -> dict[str, Any]:
     name = study_name(sampler, seed)
     argv = ["run", "--study", name, "--storage", storage, "--seed", str(seed), "--no-outputs", "--no-progress"]
     argv += [] if sampler == "nsga2" else ["--sampler", sampler]
@@ -87,7 +88,7 @@ def one_seed(seed: int, storage: str, images: int, trials: int | None, pipe: Any
     numbers = sorted(unique)
     rows = score_heldout(pipe, [trial_schedule(unique[n]) for n in numbers], images, names=[f"trial-{n}" for n in numbers],
                          steps=config.steps, scheduler=config.scheduler, guidance=config.guidance, model=config.model,
-                         cache_dir=cache, repeats=1, refine_factor=0, log=lambda m: print(f"  {m}", file=sys.stderr))
+                         cache_dir=cache, repeats=1, refine_factor=0, seed0=seed0, log=lambda m: print(f"  {m}", file=sys.stderr))
     psnr = {n: r["psnr_converged"] for n, r in zip(numbers, rows)}
     fid_real = {n: r["fid_real"] for n, r in zip(numbers, rows)}
 
@@ -179,6 +180,8 @@ def main() -> int:
     p.add_argument("--compare", help="only write --out (default evolution-samplers).md from stored results, e.g. "
                    "nsga2,random,tpe or nsga2:evolution-embedded-gp,...")
     p.add_argument("--at", type=int, help="also score the study as it stood after its first AT trials")
+    p.add_argument("--seed0", type=int, default=HELDOUT_SEED0, help="first held-out seed (a fresh range confirms a "
+                   "choice; a study that exists is re-scored, not run again)")
     p.add_argument("--out", help="results file stem under bench/results (default evolution-embedded[-SAMPLER])")
     args = p.parse_args()
     if args.compare:
@@ -190,9 +193,9 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{root.resolve() / args.db}"
     pipe = load("embedded")
-    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache", args.sampler, args.at)
+    seeds = [one_seed(int(s), storage, args.images, args.trials, pipe, root / "heldout-cache", args.sampler, args.at, args.seed0)
              for s in args.seeds.split(",")]
-    data = {"device": device_name(pipe.device), "images": args.images, "seeds": seeds, "sampler": args.sampler,
+    data = {"device": device_name(pipe.device), "images": args.images, "seed0": args.seed0, "seeds": seeds, "sampler": args.sampler,
             "trials_note": f"{args.trials or cli.DEFAULT_TRIALS} trials"}
     out = args.out or results_stem(args.sampler)
     (RESULTS / f"{out}.json").write_text(json.dumps(data, indent=1))
