@@ -6,7 +6,7 @@ For K = 5, 7, 10 full U-Net calls, on the embedded model:
 - "tuned": DPM-Solver++ 2M at K steps, timesteps tuned as every study tunes its anchors (`studies.tuning`:
   warp grid, then coordinate descent) on the calibration images;
 - "cached": `studies.refine.search` (seeded; Optuna's TPE over K+1..2K steps when the stored results were
-  measured, GP over the alternating plan's placement since 2026-12-07): plans as fast as K calls, DPM-Solver++
+  measured, GP over the alternating plan's timestep pair since refine@5): plans as fast as K calls, DPM-Solver++
   2M, timesteps warped by (start, power), K full calls placed as the structured encoding places them, the
   other calls forecast reuse (reuse runs no U-Net layer: K calls plus scheduler steps);
 Both are chosen on the calibration images only (seeds 0..C-1, PSNR against the converged reference:

@@ -34,7 +34,8 @@ def test_members_have_k_full_calls_forecast_reuse_and_searched_timesteps(embedde
         assert member.n_calls == traj.calls(pipe.scheduler.config) and member.cache[0] == FULL
         assert all(a == REUSE and c in member.forecast for c, a in enumerate(member.cache) if a != FULL)
         full = [c for c, a in enumerate(member.cache) if a == FULL]  # the start's alternation: the search moved only timesteps
-        assert full == full_positions(traj.steps, k, 1.0, 0.0, True) and full[-2:] == [traj.steps - 2, traj.steps - 1]
+        assert full == full_positions(traj.steps, k, refine.PLACED["power"], refine.PLACED["center"], True) and \
+            full[-2:] == [traj.steps - 2, traj.steps - 1]
         assert list(traj.timesteps) == sorted(traj.timesteps, reverse=True) and member.meta["name"] == f"refined-{k}"
 
 
