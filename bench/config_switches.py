@@ -48,7 +48,8 @@ def cases(solver: str) -> list[tuple[str, int, Schedule | None]]:
     for k, n in FORECAST:
         full = set(full_positions(n, k, 1.0, 0.0, True))
         plan = [FULL if t in full else REUSE for t in range(n)]
-        out.append((f"{k} full of {n}", n, Schedule(plan, forecast={t: Forecast(2, 1.0) for t in range(n) if t not in full})))
+        forecast = {t: Forecast(2, 1.0) for t in range(n) if t not in full}
+        out.append((f"{k} full of {n}", n, Schedule(plan, forecast=forecast)))
     return out
 
 
@@ -96,7 +97,9 @@ def main() -> int:
              "|---|---|" + "---|" * len(cases(DPM))]
     for solver, probed in PROBED.items():
         for options in probed:
-            cells = [f"{r['psnr'] - r['default_psnr']:+.2f}" if None not in (r["psnr"], r["default_psnr"]) else "NaN" for r in rows if r["solver"] == solver and r["option"] == options]
+            mine = [r for r in rows if r["solver"] == solver and r["option"] == options]
+            cells = [f"{r['psnr'] - r['default_psnr']:+.2f}" if None not in (r["psnr"], r["default_psnr"]) else "NaN"
+                     for r in mine]
             name = ", ".join(f"{k}={v}" for k, v in options.items())
             lines.append(f"| {solver.replace('Scheduler', '')} | {name} | " + " | ".join(cells) + " |")
     lines += ["", "Defaults: " + "; ".join(f"{s.replace('Scheduler', '')} " + ", ".join(

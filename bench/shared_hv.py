@@ -1,7 +1,7 @@
 """Hypervolumes of `bench/evolution.py`'s studies with one shared cost model (issue 31).
 
     PYTHONPATH=src python bench/shared_hv.py --model sqlite:///studies/demo.db:demo \
-        --bench nsga2=studies/evolution/evolution.db tpe=studies/evolution/evolution.db ...
+        --bench nsga2=studies/evolution/evolution.db tpe=studies/evolution/evolution.db nsga2:before=OTHER.db=STEM ...
 
 Each study calibrates its own latency cost model by timing, so the same enqueued first generation gets a
 different predicted speed-up, and hypervolume, in every study (28.1 to 29.5 on 100 held-out images, AMD
@@ -46,7 +46,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="URL:STUDY of the study whose stored cost model predicts every trial")
     p.add_argument("--bench", nargs="+", required=True,
-                   help="SAMPLER=SQLITE_FILE[=STEM] (bench/evolution.py's --dir/--db, and its --out if it had one)")
+                   help="SAMPLER[:LABEL]=SQLITE_FILE[=STEM] (bench/evolution.py's --sampler, --dir/--db, and its --out "
+                        "if it had one; LABEL names the row where two benches ran one sampler)")
     p.add_argument("--out", default="evolution-shared", help="the table's file stem under bench/results")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,12 +59,13 @@ def main() -> int:
              "7, 10 calls).", "", "| sampler | seed | calibration HV | held-out HV | held-out HV, the study's own model |",
              "|---|---|---|---|---|"]
     for entry in args.bench:
-        sampler, db, *stem = entry.split("=", 2)
+        named, db, *stem = entry.split("=", 2)
+        sampler, label = named.split(":", 1) if ":" in named else (named, named)
         data = json.loads((RESULTS / f"{stem[0] if stem else results_stem(sampler)}.json").read_text())
         for r in data["seeds"]:
             study = optuna.load_study(study_name=study_name(sampler, r["seed"]), storage=f"sqlite:///{Path(db).resolve()}")
             s = seed_row(study, r["rows"], model)
-            lines.append(f"| {sampler} | {r['seed']} | {s['calib_first']:.2f} / {s['calib_all']:.2f} | "
+            lines.append(f"| {label} | {r['seed']} | {s['calib_first']:.2f} / {s['calib_all']:.2f} | "
                          f"{s['heldout_first']:.2f} / {s['heldout_all']:.2f} | {r['hv_first']:.2f} / {r['hv_final']:.2f} |")
     (RESULTS / f"{args.out}.md").write_text(text := "\n".join(lines) + "\n")
     print(text)

@@ -193,3 +193,30 @@ def test_a_burst_first_tries_the_timestep_pair_of_the_nearest_counts_best():
     assert (child["tstart"], child["tpow"], child["full"]) == (0.97, 1.68, 14)  # the parent's plan on that pair
     again = variation._local(parent, trials, seen={enc.decode(child).key()})
     assert (again["tstart"], again["tpow"]) != (0.97, 1.68)  # tried already: TPE's proposals go on
+
+
+def test_bursts_leave_the_refined_members_niches_alone(monkeypatch):
+    import datosearch.search.variation as variation_module
+
+    monkeypatch.setattr(variation_module, "LOCAL_PROB", 1.0)
+    enc = _encoding()
+    parent = _parent(enc)
+    refined, other = {**parent, "warp": 1.0, "center": 0.0}, {**parent, "full": parent["full"] + 1}
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    # trial 0: a refined member; trial 1 of its niche, both on the front; trial 2 of another niche, on the front
+    for params, values, attrs in ((refined, [1.0, 3.0], {OPERATOR_ATTR: "refined"}), ({**refined, "center": 0.4}, [2.0, 2.0], {}),
+                                  (other, [3.0, 1.0], {})):
+        study.add_trial(create_trial(params=params, distributions=enc.distributions(), values=values,
+                                     user_attrs={local.SCORE: 30.0 - values[0], **attrs}))
+    assert len(pareto_trials(study.trials, study.directions)) == 3
+    for seed in range(4):
+        variation = StructuredVariation(enc, seed=seed)
+        variation(study, enc.distributions(), study.trials)
+        assert variation.made == {"operator": "local", "parents": [2]}
+    alone = optuna.create_study(directions=["minimize", "minimize"])  # the front holds refined niches only: bred
+    for t in study.trials[:2]:
+        alone.add_trial(t)
+    for seed in range(4):
+        variation = StructuredVariation(enc, seed=seed)
+        variation(alone, enc.distributions(), alone.trials)
+        assert variation.made["operator"] != "local"

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .space.schedule import ScheduleError
 from .errors import DatosearchError, SearchIncompleteError, UserValueError
 from .cli_config import add_config_args
-from .options import MAX_TRIALS, export_dir, report_path
+from .options import HELDOUT_SEED0, MAX_TRIALS, export_dir, report_path
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
@@ -154,7 +154,7 @@ def _heldout(study: Any, url: str, pipe: Any, n_images: int, rounds: int | None 
         return None
     from .studies.storage import study_dir
     from .studies.study import stored_config
-    from .studies.heldout import HELDOUT_SEED0, REFINE_FACTOR
+    from .studies.heldout import REFINE_FACTOR
     from .studies.verify import TIMING_ROUNDS, heldout_scores
 
     def log(message: str) -> None:
@@ -201,7 +201,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing-rounds", type=int,
                    help="interleaved timing rounds of the held-out speedups (default 9; close calls get 2x as many more)")
     p.add_argument("--heldout-seed", type=int,
-                   help="first seed of the held-out images (default 777000); a fresh range confirms a choice made "
+                   help=f"first seed of the held-out images (default {HELDOUT_SEED0}); a fresh range confirms a choice made "
                         "after looking at held-out scores")
 
 

@@ -28,6 +28,7 @@ MAX_IMAGES = 20_000
 MAX_TRIALS = 100_000
 MAX_BATCH = 256
 MAX_BUDGET_MINUTES = 30 * 24 * 60
+HELDOUT_SEED0 = 777000  # studies use seeds 0..N-1; held-out seeds start far above any study size
 # a new study's settings where the command line gives none (`studies.resolve`); `--help` states them from here
 DEFAULTS: dict[str, Any] = dict(model="embedded", images=24, steps=50, dtype="float32", batch_size=24,
                                 latency_images=1, latency_warmup=1, latency_repeats=3, sampler="nsga2",

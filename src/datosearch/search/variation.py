@@ -1,7 +1,8 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
 Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
-front, drawn uniformly among the members whose niche was refined least so far: its continuous genes (placement,
+front, drawn uniformly among the members whose niche was refined least so far (not a refined member's niche:
+searched before the study, `studies.refine`): its continuous genes (placement,
 timesteps) proposed by Optuna's TPE on the study's trials that share its other genes (`search.local`),
 after, on a trajectory that takes timesteps, the timestep pair of the best trial at the nearest full-call
 count (`local.transferred`) unless the niche has tried it.
@@ -94,12 +95,15 @@ class StructuredVariation:
         least-refined members of the Pareto front of the trials whose genes are their plan (what genes can
         express), refined for the next `BURST` local children. A member is as refined as its niche (the
         genes a local child keeps): a local child that reaches the front does not make its niche new again,
-        so the bursts spread over the front's niches before any niche gets a second one."""
+        so the bursts spread over the front's niches before any niche gets a second one. The niches of
+        refined members (`studies.refine`: searched before the study) are left out; none left: None."""
         if self._focus:
             number, left = self._focus
             self._focus = (number, left - 1) if left > 1 else None
             return next(t for t in trials if t.number == number)
         front = pareto_trials([t for t in trials if PLAN_ATTR not in t.user_attrs], directions)
+        searched = {self._niche(t.params) for t in trials if t.user_attrs.get(OPERATOR_ATTR) == "refined"}
+        front = [t for t in front if self._niche(t.params) not in searched]
         if not front:
             return None
         refined = Counter(self._niche(t.params) for t in trials if t.user_attrs.get(OPERATOR_ATTR) == "local")

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from ..models.digits import digit_prompt, heldout_digits
+from ..options import HELDOUT_SEED0  # noqa: F401  (re-exported: the protocol's first held-out seed)
 from ..search.evaluator import Calibration, generate
 from ..space.trajectory import Trajectory, swapped
 from .build import default_guidance, default_resolution
 
-HELDOUT_SEED0 = 777000  # studies use seeds 0..N-1; held-out seeds start far above any study size
 BATCH_SIZE = 20  # images per pipeline call (the embedded model's fastest per image on 2 cores)
 
 
