@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from datosearch.search import local, make_sampler, run_until
-from datosearch.search.attrs import OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR
+from datosearch.search.attrs import KEY_ATTR, OPERATOR_ATTR, PARENTS_ATTR, PLAN_ATTR
 from datosearch.search.pareto import pareto_trials
 from datosearch.search.runner import enqueue_initial
 from datosearch.search.variation import StructuredVariation
@@ -220,3 +220,28 @@ def test_bursts_leave_the_refined_members_niches_alone(monkeypatch):
         variation = StructuredVariation(enc, seed=seed)
         variation(alone, enc.distributions(), alone.trials)
         assert variation.made["operator"] != "local"
+
+
+def test_enqueued_members_on_timestep_trajectories_each_try_the_model_s_pair_once():
+    enc = _encoding()
+    genes = {**_parent(enc), "tstart": 0.9, "tpow": 1.7}
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    # trial 0: a refined member (its pair searched, never swept); 1: a seeded member at another count, default pair;
+    # 2: a seeded member on the study's own trajectory (its timesteps stay the pipeline's)
+    for params, operator, psnr in (({**genes, "full": 10, "tstart": 0.96, "tpow": 1.6}, "refined", 51.0),
+                                   ({**genes, "full": 14}, "seeded", 47.0),
+                                   ({**genes, "traj": enc.initial()[0]["traj"], "full": 14}, "seeded", 46.0)):
+        study.add_trial(create_trial(params=params, distributions=enc.distributions(), values=[60.0 - psnr, 1.0],
+                                     user_attrs={local.SCORE: psnr, OPERATOR_ATTR: operator,
+                                                 KEY_ATTR: enc.decode(params).key()}))
+    assert [enc.warped(t.params) for t in study.trials] == [True, True, False]
+    variation = StructuredVariation(enc, seed=0)
+    child = variation(study, enc.distributions(), study.trials)
+    assert variation.made == {"operator": "transfer", "parents": [1]}
+    assert child == {**study.trials[1].params, "tstart": 0.96, "tpow": 1.6}
+    study.add_trial(create_trial(params=child, distributions=enc.distributions(), values=[15.0, 1.0],
+                                 user_attrs={local.SCORE: 45.0, OPERATOR_ATTR: "transfer", KEY_ATTR: enc.decode(child).key()}))
+    for seed in range(4):  # tried once: the children go on as before
+        variation = StructuredVariation(enc, seed=seed)
+        variation(study, enc.distributions(), study.trials)
+        assert variation.made["operator"] != "transfer"

@@ -1,5 +1,8 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
+First, every enqueued member (anchor or seeded) on a trajectory that takes timesteps is tried once on the
+timestep pair of the nearest full-call count's best (`local.transferred`), front member or not: the seeded
+members come on the default pair, and where the steps sit is mostly the model's (operator "transfer").
 Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
 front, drawn uniformly among the members whose niche was refined least so far (not a refined member's niche:
 searched before the study, `studies.refine`): its continuous genes (placement,
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import optuna
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from ..space.structured import POWER_RANGE
 from ..space.trajectory import WARP_POWER, WARP_START, switch_choices
@@ -61,6 +64,12 @@ class StructuredVariation:
                  parent_population: list[FrozenTrial]) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
         seen = {t.user_attrs.get(KEY_ATTR) for t in trials}
+        swept = None if self._focus else self._sweep(trials, seen)
+        if swept is not None:
+            member, child = swept
+            self.children += 1
+            self.made = {"operator": "transfer", "parents": [member.number]}
+            return {k: v for k, v in child.items() if k in search_space}
         if self._focus or self.rng.rand() < LOCAL_PROB:
             parent = self._local_parent(trials, study.directions)
             child = self._local(parent, trials, seen) if parent is not None else None
@@ -112,6 +121,21 @@ class StructuredVariation:
         parent = front[self.rng.randint(len(front))]
         self._focus = (parent.number, BURST - 1) if BURST > 1 else None
         return parent
+
+    def _sweep(self, trials: list[FrozenTrial], seen: set[Any]) -> tuple[FrozenTrial, dict[str, Any]] | None:
+        """The first enqueued member (anchor or seeded; a refined one's pair is searched) on a trajectory that
+        takes timesteps whose genes on the timestep pair of the nearest count's best (`local.transferred`)
+        are not evaluated yet, and those genes: each such member is tried once on the model's pair, front
+        member or not (None: none left)."""
+        warped = [t for t in trials if self.encoding.warped(t.params)]
+        for member in warped:
+            if member.state != TrialState.COMPLETE or PLAN_ATTR in member.user_attrs or \
+                    member.user_attrs.get(OPERATOR_ATTR) not in ("anchor", "seeded"):
+                continue
+            pair = local.transferred(member, warped)
+            if pair is not None and self.encoding.decode(child := {**member.params, **pair}).key() not in seen:
+                return member, child
+        return None
 
     def _local(self, parent: FrozenTrial, trials: list[FrozenTrial], seen: set[Any]) -> dict[str, Any] | None:
         """`search.local`'s refinement of `parent`'s continuous genes: the first proposal not yet evaluated
