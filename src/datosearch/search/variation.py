@@ -1,8 +1,9 @@
 """Schedule-aware variation for Optuna's NSGA-II (`NSGAIISampler(child_generation_strategy=...)`).
 
-First, every enqueued member (anchor or seeded) on a trajectory that takes timesteps is tried once on the
-timestep pair of the nearest full-call count's best (`local.transferred`), front member or not: the seeded
-members come on the default pair, and where the steps sit is mostly the model's (operator "transfer").
+First, every enqueued member (anchor or seeded) on a trajectory that takes timesteps is tried on the
+timestep pair of the nearest full-call count's best (`local.transferred`; again if a better pair turns up
+there), front member or not: the seeded members come on the default pair, and where the steps sit is mostly
+the model's (operator "transfer").
 Local refinement: a child may start a burst of `BURST` children that refine one member of the Pareto
 front, drawn uniformly among the members whose niche was refined least so far (not a refined member's niche:
 searched before the study, `studies.refine`): its continuous genes (placement,
@@ -125,8 +126,8 @@ class StructuredVariation:
     def _sweep(self, trials: list[FrozenTrial], seen: set[Any]) -> tuple[FrozenTrial, dict[str, Any]] | None:
         """The first enqueued member (anchor or seeded; a refined one's pair is searched) on a trajectory that
         takes timesteps whose genes on the timestep pair of the nearest count's best (`local.transferred`)
-        are not evaluated yet, and those genes: each such member is tried once on the model's pair, front
-        member or not (None: none left)."""
+        are not evaluated yet, and those genes: each such member is tried on the model's best pair so far,
+        front member or not (None: none left)."""
         warped = [t for t in trials if self.encoding.warped(t.params)]
         for member in warped:
             if member.state != TrialState.COMPLETE or PLAN_ATTR in member.user_attrs or \
