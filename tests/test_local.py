@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
+import pytest
 import optuna
 from optuna.trial import TrialState, create_trial
 
@@ -245,3 +246,24 @@ def test_enqueued_members_on_timestep_trajectories_each_try_the_model_s_pair_onc
         variation = StructuredVariation(enc, seed=seed)
         variation(study, enc.distributions(), study.trials)
         assert variation.made["operator"] != "transfer"
+
+
+def test_enqueued_trials_breed_nothing(monkeypatch):
+    """NSGA-II asks its child generation for every trial once its first generation is full, enqueued ones included
+    (Optuna keeps their genes): the variation makes nothing for them, so no burst of local children is spent there."""
+    cfg = structured(n_calls=25, trajectories=TIMESTEP_TRAJ, timestep_genes=True, last_gene=True)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("nsga2", 4, 0, cfg))
+    n_initial = enqueue_initial(study, cfg)
+    assert n_initial > 4  # enqueued trials past the first generation
+    asked: list[bool] = []
+    real = StructuredVariation.__call__
+
+    def record(self, *args):
+        asked.append(self.idle)
+        return real(self, *args)
+
+    monkeypatch.setattr(StructuredVariation, "__call__", record)
+    monkeypatch.setattr(StructuredVariation, "_local_parent", lambda self, *a: pytest.fail("a burst for an enqueued trial"))
+    run_until(study, FakeEvaluator(), cfg, n_initial)
+    variation = study.sampler._child_generation_strategy
+    assert asked and all(asked) and variation.children == 0 and variation._focus is None

@@ -141,8 +141,11 @@ def run_trial(study: optuna.Study, evaluator: CandidateEvaluator, encoding: Enco
         # asks the sampler about it; asking for its relative params lets NSGA-II count it in a generation.
         variation = variation_of(study.sampler)
         bred = variation.children if variation is not None else 0
+        enqueued = OPERATOR_ATTR in trial.user_attrs  # enqueued trials say what they are
+        if variation is not None:
+            variation.idle = enqueued  # Optuna keeps an enqueued trial's genes: breed nothing for it
         _ = trial.relative_params
-        if OPERATOR_ATTR not in trial.user_attrs:  # enqueued trials say what they are
+        if not enqueued:
             made = variation.made if variation is not None and variation.children > bred else None
             trial.set_user_attr(OPERATOR_ATTR, made["operator"] if made else "sampled")
             if made:

@@ -60,9 +60,12 @@ class StructuredVariation:
         self.children = 0  # children made so far in this process
         self._focus: tuple[int, int] | None = None  # the front member being refined and its local children to come
         self.made: dict[str, Any] = {}  # the last child's operators ("crossover+full+warp") and parents' numbers
+        self.idle = False  # the runner's trial is enqueued (its genes fixed): breed nothing, change nothing
 
     def __call__(self, study: optuna.Study, search_space: dict[str, Any],
                  parent_population: list[FrozenTrial]) -> dict[str, Any]:
+        if self.idle:  # NSGA-II asks for every trial past its first generation, enqueued ones included
+            return {}
         trials = study.get_trials(deepcopy=False)
         seen = {t.user_attrs.get(KEY_ATTR) for t in trials}
         swept = None if self._focus else self._sweep(trials, seen)
